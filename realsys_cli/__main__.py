@@ -1,0 +1,3 @@
+from realsys_cli.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""`realsys train-classifier`, `evaluate` and `classify`: AlexNet and friends."""

@@ -1,0 +1,64 @@
+"""The classifier's config: every field `--set` can change, with its unit in its name."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal, Optional
+
+from realsys_cli.training.optim import OPTIMIZERS, SCHEDULES
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassifierConfig:
+    # --- data
+    dataset: str = "digits"  # built-in, TFDS name, or a label for --data-dir
+    data_dir: Optional[str] = None  # a local folder ROOT/{train,val}/<class>/*.jpg
+    tfds_data_dir: Optional[str] = None
+    image_size: int = 0  # model input side in px; 0 = the dataset's side (224 if it varies)
+    resize_size: int = 0  # side the loader resizes to before cropping; 0 = auto
+    crop_padding: int = 0  # px of zero padding before the random crop (shifts small images)
+    flip: bool = False  # random horizontal flips (never for digits)
+    pca_noise: float = 0.0  # std of AlexNet's fancy-PCA colour noise (paper: 0.1); 0 = off
+    ten_crop: bool = False  # evaluate on 4 corners + centre and their flips (softmax averaged)
+    eval_limit: int = 0  # evaluate on the first N eval examples only; 0 = all
+    # --- model
+    model: str = "lenet"  # lenet | alexnet-small | alexnet
+    init: str = ""  # "" = the model's default; "paper" (N(0, 0.01)) or "he"
+    dtype: Literal["float32", "bfloat16"] = "float32"  # compute dtype; params stay float32
+    # --- optimisation
+    batch_size: int = 128  # global, over all devices and processes
+    num_epochs: int = 3
+    max_steps: int = 0  # stop after this many steps; 0 = num_epochs worth
+    optimizer: str = "sgd"
+    learning_rate: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"  # constant | plateau (AlexNet: /10 when val acc stalls) | cosine
+    warmup_steps: int = 100
+    plateau_patience_epochs: int = 2
+    grad_clip_norm: float = 0.0  # 0 = off
+    label_smoothing: float = 0.0
+    # --- bookkeeping
+    seed: int = 0
+    log_every_steps: int = 50
+    checkpoints_to_keep: int = 2
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}")
+        for name in ("batch_size", "num_epochs", "log_every_steps", "checkpoints_to_keep"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        if self.learning_rate <= 0:
+            raise ValueError("learning_rate must be positive")
+        if not 0 <= self.label_smoothing < 1:
+            raise ValueError("label_smoothing must be in [0, 1)")
+        if self.init not in ("", "paper", "he"):
+            raise ValueError("init must be '', 'paper' or 'he'")
+
+
+# Fields that may differ when a run is resumed (they do not change what was trained so far).
+RESUMABLE_CHANGES = {"num_epochs", "max_steps", "log_every_steps", "tfds_data_dir", "data_dir",
+                     "eval_limit", "ten_crop", "checkpoints_to_keep"}

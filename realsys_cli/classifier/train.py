@@ -1,0 +1,207 @@
+"""`realsys train-classifier`: train_and_evaluate(config, workdir) -> a result dict.
+
+Read top to bottom: distributed set-up / input pipeline / model and optimizer / resume /
+the loop / final evaluation and pictures.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from realsys_cli import config as config_lib
+from realsys_cli.classifier import report
+from realsys_cli.classifier.augment import PixelStats
+from realsys_cli.classifier.config import RESUMABLE_CHANGES, ClassifierConfig
+from realsys_cli.classifier.evaluate import evaluate_state
+from realsys_cli.classifier.setup import (
+    DataFacts,
+    data_facts,
+    make_model,
+    make_steps,
+    sample_stats,
+)
+from realsys_cli.classifier.steps import ClassifierSteps, count_params, init_state
+from realsys_cli.data import pipeline
+from realsys_cli.data.dataset import Dataset, open_dataset
+from realsys_cli.errors import CheckpointError
+from realsys_cli.progress import SILENT, Progress
+from realsys_cli.training import distributed, optim
+from realsys_cli.training.checkpoint import Checkpointer
+from realsys_cli.training.distributed import ClusterSpec
+from realsys_cli.training.loop import LoopSpec, run_loop
+from realsys_cli.training.metrics import MetricsLog
+
+log = logging.getLogger("realsys")
+
+
+def open_training_data(cfg: ClassifierConfig) -> Dataset:
+    """Process 0 prepares the dataset (once); the others wait, then read the same files."""
+    def open_() -> Dataset:
+        return open_dataset(cfg.dataset, data_dir=cfg.data_dir, tfds_dir=cfg.tfds_data_dir)
+
+    if jax.process_index() == 0:
+        dataset = open_()
+        distributed.sync("dataset-prepared")
+        return dataset
+    distributed.sync("dataset-prepared")
+    return open_()
+
+
+def check_resumable(saved: dict[str, Any], cfg: ClassifierConfig, workdir: Path) -> None:
+    current = config_lib.config_to_dict(cfg)
+    differ = sorted(k for k in current if k not in RESUMABLE_CHANGES
+                    and saved.get(k) != current[k])
+    if differ:
+        shown = ", ".join(f"{k} ({saved.get(k)!r} -> {current[k]!r})" for k in differ[:4])
+        raise CheckpointError(
+            f"{workdir} holds a run with another config: {shown}; use another --workdir, "
+            "or the same settings to resume it"
+        )
+
+
+@dataclasses.dataclass
+class ClassifierJob:
+    """The classifier's part of the shared loop: its step, its evaluation, its checkpoint JSON."""
+
+    steps: ClassifierSteps
+    cfg: ClassifierConfig
+    facts: DataFacts
+    dataset: Dataset
+    mesh: Any
+    plateau: optim.Plateau
+
+    def __post_init__(self) -> None:
+        self.train_step = self.steps.make_train_step()
+        self.eval_step = self.steps.make_eval_step()
+        self.last_eval: dict[str, Any] = {}
+
+    def evaluate(self, state: dict[str, Any]) -> dict[str, Any]:
+        self.last_eval = evaluate_state(
+            self.eval_step, state["params"], state["rest"],
+            self.dataset.source(self.dataset.eval_split),
+            batch_size=self.cfg.batch_size, resize_size=self.facts.resize_size,
+            mesh=self.mesh, limit=self.cfg.eval_limit or None,
+        )
+        return self.last_eval
+
+    def end_of_epoch(self, state: dict[str, Any], epoch: int):
+        result = self.evaluate(state)
+        if self.cfg.schedule == "plateau" and self.plateau.update(result["accuracy"]):
+            log.info("validation accuracy stalled: learning rate divided by 10 (x%g)",
+                     self.plateau.factor)
+            state = dict(state, opt=optim.set_lr_factor(state["opt"], self.plateau.factor))
+        shown = {k: result[k] for k in ("loss", "accuracy", "top5_accuracy")}
+        return state, shown, result["accuracy"]
+
+    def checkpoint_meta(self) -> dict[str, Any]:
+        return {"config": config_lib.config_to_dict(self.cfg), "facts": self.facts.to_dict(),
+                "stats": self.steps.stats.to_dict(), "plateau": self.plateau.to_dict(),
+                "dataset": self.dataset.name, "eval_split": self.dataset.eval_split}
+
+
+def train_and_evaluate(
+    cfg: ClassifierConfig,
+    workdir: str | Path,
+    *,
+    cluster: ClusterSpec = ClusterSpec(),
+    progress: Progress = SILENT,
+) -> dict[str, Any]:
+    # ---------------------------------------------------------------- devices and input pipeline
+    distributed.initialize(cluster)
+    workdir = Path(workdir)
+    local_batch = distributed.check_batch_size(cfg.batch_size)
+    dataset = open_training_data(cfg)
+    facts = data_facts(cfg, dataset)
+    train_source = dataset.source(dataset.train_split)
+    shard = distributed.process_shard()
+    steps_per_epoch = pipeline.steps_per_epoch(len(train_source), local_batch, shard)
+    total_steps = cfg.max_steps or cfg.num_epochs * steps_per_epoch
+
+    # ------------------------------------------------------------------------------- resume?
+    checkpointer = Checkpointer(workdir, max_to_keep=cfg.checkpoints_to_keep)
+    meta = checkpointer.read_meta() if checkpointer.latest_step() is not None else None
+    if meta is None and (workdir / "config.json").exists() and any(workdir.iterdir()):
+        log.info("%s has a config but no checkpoint yet: starting afresh", workdir)
+    if meta is not None:
+        check_resumable(meta["config"], cfg, workdir)
+        stats = PixelStats.from_dict(meta["stats"])
+    else:
+        stats = sample_stats(train_source, facts.resize_size, seed=cfg.seed)
+    if jax.process_index() == 0:
+        config_lib.write_config(cfg, workdir)
+
+    # ------------------------------------------------------------------ model and optimizer
+    model = make_model(cfg, facts)
+    steps = make_steps(cfg, facts, model, stats, total_steps)
+    state = init_state(model, steps.tx, cfg.seed)
+    num_params = count_params(state)
+    mesh = distributed.data_mesh()
+    plateau = optim.Plateau(patience=cfg.plateau_patience_epochs)
+    batches = pipeline.train_batches(
+        train_source, batch_size=local_batch, seed=cfg.seed, image_size=facts.resize_size,
+        shard=shard,
+    )
+    start_step = 0
+    if meta is not None:
+        state, meta = checkpointer.restore(jax.eval_shape(lambda: state))
+        start_step = int(meta["step"])
+        batches.set_state(meta["data_state"])
+        plateau = optim.Plateau(**meta["plateau"])
+        log.info("resuming %s from step %d (epoch %.2f)", workdir, start_step,
+                 start_step / steps_per_epoch)
+    state = distributed.replicate(state, mesh)
+    job = ClassifierJob(steps, cfg, facts, dataset, mesh, plateau)
+    metrics_log = MetricsLog(workdir, enabled=jax.process_index() == 0)
+    metrics_log.truncate_after(start_step)
+
+    # -------------------------------------------------------------------------------- train
+    spec = LoopSpec(total_steps=total_steps, steps_per_epoch=steps_per_epoch,
+                    log_every_steps=min(cfg.log_every_steps, steps_per_epoch),
+                    images_per_step=cfg.batch_size)
+    t0 = time.perf_counter()
+    result = run_loop(
+        job, state, batches, lambda b: distributed.shard_batch(b, mesh), spec,
+        start_step=start_step, checkpointer=checkpointer, metrics_log=metrics_log,
+        progress=progress,
+    )
+    final = job.last_eval or job.evaluate(result.state)
+    checkpointer.close()
+
+    # ------------------------------------------------------------------ results and pictures
+    if jax.process_index() == 0:
+        records = metrics_log.read()
+        if records:
+            report.save_curves(records, workdir / "curves.png")
+        report.save_confusion(np.asarray(final["confusion"]), facts.class_names,
+                              workdir / "confusion.png")
+    train_seconds = time.perf_counter() - t0
+    summary = {
+        "dataset": dataset.name,
+        "model": cfg.model,
+        "num_params": num_params,
+        "image_size": facts.image_size,
+        "epochs": round(result.step / steps_per_epoch, 3),
+        "steps": result.step,
+        "resumed_from_step": start_step or None,
+        "eval_split": dataset.eval_split,
+        "eval_examples": int(final["count"]),
+        "test_accuracy": final["accuracy"],
+        "test_top5_accuracy": final["top5_accuracy"],
+        "test_loss": final["loss"],
+        "train_seconds": round(train_seconds, 2),
+        "train_images_per_second": round(result.steady_images_per_second, 1),
+        "devices": jax.device_count(),
+        "processes": jax.process_count(),
+        "workdir": str(workdir),
+    }
+    if jax.process_index() == 0:
+        (workdir / "result.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary

@@ -1,0 +1,52 @@
+"""The `realsys` command line: parse options, call the library, print the result.
+
+Heavy imports (jax, flax, tfds) happen inside the commands, so `realsys --help` stays instant.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from realsys_cli import __version__
+from realsys_cli.cli import classifier, datasets, pending
+
+app = typer.Typer(
+    name="realsys",
+    help="The classic real systems of deep learning, in JAX: AlexNet, fooling images, DCGAN, "
+    "next-frame prediction.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"realsys {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_callback(
+    *,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print version.")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors on stderr.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logs.")] = False,
+) -> None:
+    from realsys_cli import console
+
+    console.setup_logging(quiet=quiet, verbose=verbose)
+
+
+classifier.register(app)
+app.add_typer(datasets.app, name="datasets")
+pending.register(app)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,164 @@
+"""Typed run configs: defaults < config file (TOML) < command-line options < --set key=value.
+
+Every command has one dataclass of fields with units in their names (`num_epochs`,
+`learning_rate`, ...). A recipe in `configs/` is a TOML file of some of those fields; its leading
+comment says the command and what it measured. `--set key=value` overrides are checked against
+the dataclass: an unknown key or a value of the wrong type is a ConfigError naming the field.
+The resolved config is written to `<workdir>/config.json` so a run can be read back and resumed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tomllib
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+from realsys_cli.errors import ConfigError
+
+C = TypeVar("C")
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def field_names(cls: type) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+def _coerce(value: Any, annotation: Any, key: str) -> Any:
+    """Convert a TOML value or a --set string into the field's declared type, or raise."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+            if type(None) in args:
+                return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(value, arg, key)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0] if errors else f"{key}: cannot be {value!r}")
+    if origin is typing.Literal:
+        text = str(value)
+        for choice in args:
+            if text == str(choice):
+                return choice
+        raise ConfigError(f"{key} must be one of {', '.join(map(str, args))}, got {value!r}")
+    if origin in (tuple, list):
+        items = value
+        if isinstance(value, str):
+            items = [v for v in value.replace(" ", "").strip("()[]").split(",") if v]
+        if not isinstance(items, (list, tuple)):
+            raise ConfigError(f"{key} must be a list, got {value!r}")
+        item_type = args[0] if args else str
+        return origin(_coerce(v, item_type, key) for v in items)
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        if str(value).lower() in _TRUE:
+            return True
+        if str(value).lower() in _FALSE:
+            return False
+        raise ConfigError(f"{key} must be true or false, got {value!r}")
+    if annotation is int:
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            raise ConfigError(f"{key} must be an integer, got {value!r}")
+        try:
+            return int(float(value)) if isinstance(value, str) and "e" in value else int(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{key} must be an integer, got {value!r}") from None
+    if annotation is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{key} must be a number, got {value!r}")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{key} must be a number, got {value!r}") from None
+    if annotation is str:
+        if isinstance(value, (dict, list)):
+            raise ConfigError(f"{key} must be a string, got {value!r}")
+        return str(value)
+    raise ConfigError(f"{key}: unsupported field type {annotation!r}")
+
+
+def apply_overrides(cfg: C, overrides: dict[str, Any], *, source: str) -> C:
+    """Return a copy of `cfg` with `overrides` checked and converted to the field types."""
+    hints = typing.get_type_hints(type(cfg))
+    known = field_names(type(cfg))
+    changes = {}
+    for key, value in overrides.items():
+        if key not in known:
+            raise ConfigError(
+                f"unknown config key {key!r} in {source}; valid keys: {', '.join(known)}"
+            )
+        changes[key] = _coerce(value, hints[key], key)
+    try:
+        return dataclasses.replace(cfg, **changes)
+    except (ValueError, TypeError) as e:  # raised by the dataclass's __post_init__ checks
+        raise ConfigError(str(e)) from None
+
+
+def parse_set_options(items: list[str] | None) -> dict[str, str]:
+    """`["a=1", "b=x"]` -> `{"a": "1", "b": "x"}`, with a clear error for a missing '='."""
+    out: dict[str, str] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"config file {path} is not valid TOML: {e}") from None
+
+
+def resolve_config(
+    cls: type[C],
+    *,
+    config_file: str | os.PathLike | None = None,
+    options: dict[str, Any] | None = None,
+    set_items: list[str] | None = None,
+) -> C:
+    """Build a config: defaults, then the file, then explicit CLI options, then --set."""
+    cfg = cls()
+    if config_file is not None:
+        cfg = apply_overrides(cfg, read_config_file(config_file), source=str(config_file))
+    explicit = {k: v for k, v in (options or {}).items() if v is not None}
+    cfg = apply_overrides(cfg, explicit, source="the command line")
+    return apply_overrides(cfg, parse_set_options(set_items), source="--set")
+
+
+def config_to_dict(cfg: Any) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def config_from_dict(cls: type[C], data: dict[str, Any]) -> C:
+    """Rebuild a config saved by `write_config`; keys the class no longer has are an error."""
+    return apply_overrides(cls(), data, source="the saved config")
+
+
+def write_config(cfg: Any, workdir: str | os.PathLike) -> Path:
+    path = Path(workdir) / "config.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(config_to_dict(cfg), indent=2) + "\n")
+    return path
+
+
+def default_runs_dir() -> Path:
+    """Where runs go when --workdir is not given: ./runs, or $REALSYS_RUNS_DIR."""
+    return Path(os.environ.get("REALSYS_RUNS_DIR", "runs"))

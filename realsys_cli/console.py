@@ -1,0 +1,157 @@
+"""Everything a person sees on the terminal: results on stdout, the rest on stderr.
+
+stdout carries results only (a Rich table, or exactly one JSON object with --json), so that
+`realsys ... --json | jq` works. Progress bars, logs and warnings go to stderr, and progress is
+off when stderr is not a terminal, or with --quiet/--json.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sys
+import warnings
+from typing import Any
+
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.progress import Progress as RichProgress
+from rich.table import Table
+
+from realsys_cli.progress import Progress, Task
+
+stderr = Console(stderr=True)
+stdout = Console(soft_wrap=True)
+
+
+class _Settings:
+    quiet = False
+    verbose = False
+
+
+settings = _Settings()
+
+
+def setup_logging(*, quiet: bool, verbose: bool) -> None:
+    """realsys's own log lines go to stderr through Rich; third-party chatter is silenced."""
+    settings.quiet, settings.verbose = quiet, verbose
+    level = logging.WARNING if quiet else (logging.DEBUG if verbose else logging.INFO)
+    handler = RichHandler(console=stderr, show_time=False, show_path=False, markup=False)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    log = logging.getLogger("realsys")
+    log.handlers[:] = [handler]
+    log.setLevel(level)
+    log.propagate = False
+    # absl (tfds, orbax) logs warnings such as "OpenCV is not installed" to stderr by default.
+    logging.getLogger("absl").setLevel(logging.DEBUG if verbose else logging.ERROR)
+    if not verbose:
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        warnings.filterwarnings("ignore", category=UserWarning, module="orbax.*")
+
+
+def error(message: str) -> None:
+    """One red line on stderr: what went wrong and, where there is one, the way out."""
+    stderr.print(f"[bold red]error:[/] {message}", markup=True, highlight=False, soft_wrap=True)
+
+
+class _RichTask(Task):
+    def __init__(self, bars: RichProgress, task_id: Any) -> None:
+        self._bars, self._id = bars, task_id
+
+    def advance(self, n: int = 1, **fields: Any) -> None:
+        shown = "  ".join(f"{k} {_short(v)}" for k, v in fields.items())
+        self._bars.update(self._id, advance=n, fields=shown)
+
+    def close(self) -> None:
+        self._bars.stop()
+
+
+class RichProgressReporter(Progress):
+    """Progress bars with ETA and live metrics on stderr."""
+
+    def task(self, description: str, total: int | None = None, *, completed: int = 0) -> Task:
+        bars = RichProgress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[fields]}"),
+            console=stderr,
+            transient=False,
+        )
+        task_id = bars.add_task(description, total=total, completed=completed, fields="")
+        bars.start()
+        return _RichTask(bars, task_id)
+
+
+def progress_reporter(*, json_mode: bool) -> Progress:
+    if settings.quiet or json_mode or not stderr.is_terminal:
+        return Progress()
+    return RichProgressReporter()
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, float):
+        if math.isfinite(value) and (abs(value) >= 1e4 or (0 < abs(value) < 1e-3)):
+            return f"{value:.3g}"
+        return f"{value:.4f}"
+    return str(value)
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return _short(value)
+    if isinstance(value, (list, tuple)):
+        if len(value) > 12 or any(isinstance(v, (dict, list)) for v in value):
+            return f"[{len(value)} items]"
+        return ", ".join(_cell(v) for v in value)
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: {_cell(v)}" for k, v in value.items())
+    return "-" if value is None else str(value)
+
+
+def print_result(result: dict[str, Any], *, json_mode: bool, title: str | None = None) -> None:
+    """The one place results are written: one JSON object, or a two-column Rich table."""
+    if json_mode:
+        sys.stdout.write(json.dumps(result, default=_json_default) + "\n")
+        sys.stdout.flush()
+        return
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column(style="bold cyan")
+    table.add_column()
+    for key, value in result.items():
+        table.add_row(key, _cell(value))
+    stdout.print(table)
+
+
+def print_rows(rows: list[dict[str, Any]], *, json_mode: bool, title: str, key: str) -> None:
+    """A list of records: a Rich table with one row each, or {key: [...]} as JSON."""
+    if json_mode:
+        print_result({key: rows}, json_mode=True)
+        return
+    table = Table(title=title, title_justify="left")
+    columns = list(rows[0]) if rows else []
+    for col in columns:
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*(_cell(row.get(c)) for c in columns))
+    stdout.print(table)
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if hasattr(value, "__fspath__"):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

@@ -1,0 +1,187 @@
+"""The training loop every job shares: steps, logging, evaluation, checkpoints, resume, Ctrl-C.
+
+A job supplies a `TrainJob`: its jitted step, its end-of-epoch evaluation, and the JSON it wants
+in each checkpoint. The loop owns the rest, identically for all jobs:
+
+  * metrics are fetched from the device every `log_every_steps` only (no per-step sync), written
+    to metrics.jsonl and shown on the progress bar;
+  * a NaN/Inf loss stops the run with a TrainingDivergedError and the last good checkpoint kept
+    (a state is only saved after its loss was seen finite);
+  * Ctrl-C is caught between steps (never inside one, whose donated buffers would be lost),
+    the current state is saved, and KeyboardInterrupt is raised for the CLI to exit 130;
+  * every checkpoint carries the data iterator's position, so resuming replays nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import math
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol
+
+import jax
+import numpy as np
+
+from realsys_cli.errors import TrainingDivergedError
+from realsys_cli.progress import SILENT, Progress
+from realsys_cli.training.checkpoint import Checkpointer
+from realsys_cli.training.metrics import MetricsLog
+
+log = logging.getLogger("realsys")
+
+
+@dataclasses.dataclass(frozen=True)
+class LoopSpec:
+    total_steps: int
+    steps_per_epoch: int
+    log_every_steps: int = 50
+    images_per_step: int = 0  # global batch size, for images/s
+    watch: str = "loss"  # the metric checked for NaN/Inf
+
+
+class TrainJob(Protocol):
+    def train_step(self, state: Any, batch: dict[str, Any]) -> tuple[Any, dict[str, Any]]: ...
+
+    def end_of_epoch(self, state: Any, epoch: int) -> tuple[Any, dict[str, float], float | None]:
+        """Evaluate; may change the state (plateau LR). Returns (state, metrics, best-metric)."""
+        ...
+
+    def checkpoint_meta(self) -> dict[str, Any]: ...
+
+
+@dataclasses.dataclass
+class LoopResult:
+    state: Any
+    step: int
+    train_seconds: float  # wall time of this invocation's steps, compilation included
+    steady_images_per_second: float  # after the first (compiling) step
+    last_train: dict[str, float]
+    last_eval: dict[str, float]
+
+
+class _InterruptFlag:
+    """SIGINT sets a flag instead of raising mid-step; a second Ctrl-C raises at once."""
+
+    def __init__(self) -> None:
+        self.set = False
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = signal.getsignal(signal.SIGINT)
+
+        def handler(signum: int, frame: Any) -> None:
+            if self.set:
+                raise KeyboardInterrupt
+            self.set = True
+
+        signal.signal(signal.SIGINT, handler)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _fmt(metrics: dict[str, float]) -> str:
+    return " ".join(f"{k} {v:.4g}" for k, v in metrics.items())
+
+
+def _host_means(pending: list[dict[str, Any]]) -> dict[str, float]:
+    fetched = jax.device_get(pending)
+    keys = fetched[0].keys()
+    return {k: float(np.mean([np.asarray(m[k], dtype=np.float64) for m in fetched])) for k in keys}
+
+
+def run_loop(
+    job: TrainJob,
+    state: Any,
+    batches: Any,  # a grain DatasetIterator (next, get_state)
+    put_batch: Callable[[dict[str, np.ndarray]], dict[str, Any]],
+    spec: LoopSpec,
+    *,
+    start_step: int,
+    checkpointer: Checkpointer,
+    metrics_log: MetricsLog,
+    progress: Progress = SILENT,
+    meta: Callable[[], dict[str, Any]] | None = None,
+) -> LoopResult:
+    flag = _InterruptFlag()
+    step = start_step
+    pending: list[dict[str, Any]] = []
+    last_train: dict[str, float] = {}
+    last_eval: dict[str, float] = {}
+    t_start = time.perf_counter()
+    t_steady, steady_steps = None, 0
+
+    def save(*, metric: float | None = None, force: bool = False) -> None:
+        extra = {"step": step, "epoch": step / spec.steps_per_epoch,
+                 "data_state": batches.get_state(), **job.checkpoint_meta()}
+        if meta is not None:
+            extra.update(meta())
+        checkpointer.save(step, state, extra, metric=metric, force=force)
+
+    def flush(*, force_sync: bool = False) -> None:
+        nonlocal pending, last_train
+        if not pending:
+            return
+        means = _host_means(pending)
+        pending = []
+        if not math.isfinite(means.get(spec.watch, 0.0)):
+            good = checkpointer.latest_step()
+            raise TrainingDivergedError(
+                f"{spec.watch} became {means[spec.watch]} by step {step}; "
+                + (f"the last good checkpoint (step {good}) is kept in {checkpointer.workdir}; "
+                   if good is not None else "no checkpoint was written yet; ")
+                + "lower the learning rate (--set learning_rate=...) or enable grad_clip_norm"
+            )
+        last_train = means
+        metrics_log.write({"step": step, "epoch": round(step / spec.steps_per_epoch, 4),
+                           **{f"{k}": v for k, v in means.items()}})
+
+    with flag.installed(), progress.task("training", spec.total_steps,
+                                         completed=start_step) as bar:
+        while step < spec.total_steps:
+            batch = put_batch(next(batches))
+            state, metrics = job.train_step(state, batch)
+            step += 1
+            pending.append(metrics)
+            if step == start_step + 1:
+                jax.block_until_ready(state)
+                t_steady = time.perf_counter()
+            else:
+                steady_steps += 1
+            if step % spec.log_every_steps == 0 or step == spec.total_steps:
+                flush()
+                bar.advance(0, **{k: v for k, v in last_train.items() if k in ("loss", "accuracy",
+                                                                                "d_loss", "g_loss")})
+            bar.advance(1)
+            if step % spec.steps_per_epoch == 0 or step == spec.total_steps:
+                flush()
+                epoch = math.ceil(step / spec.steps_per_epoch)
+                state, last_eval, best_metric = job.end_of_epoch(state, epoch)
+                if last_eval:
+                    metrics_log.write({"step": step, "epoch": round(step / spec.steps_per_epoch, 4),
+                                       **{f"eval_{k}": v for k, v in last_eval.items()}})
+                    log.info("epoch %d: train %s | eval %s", epoch, _fmt(last_train),
+                             _fmt(last_eval))
+                save(metric=best_metric)
+            if flag.set:
+                flush()
+                save(force=True)
+                checkpointer.wait()
+                log.warning("interrupted at step %d; saved a checkpoint in %s: run the same "
+                            "command again to resume", step, checkpointer.workdir)
+                raise KeyboardInterrupt
+    jax.block_until_ready(state)
+    t_end = time.perf_counter()
+    checkpointer.wait()
+    steady_time = (t_end - t_steady) if t_steady is not None else 0.0
+    ips = spec.images_per_step * steady_steps / steady_time if steady_time > 0 else 0.0
+    return LoopResult(state, step, t_end - t_start, ips, last_train, last_eval)
