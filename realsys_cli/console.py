@@ -7,11 +7,14 @@ off when stderr is not a terminal, or with --quiet/--json.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
+import os
 import sys
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
 from rich.console import Console
@@ -56,6 +59,28 @@ def setup_logging(*, quiet: bool, verbose: bool) -> None:
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         warnings.filterwarnings("ignore", category=FutureWarning)
         warnings.filterwarnings("ignore", category=UserWarning, module="orbax.*")
+
+
+@contextlib.contextmanager
+def native_stdout_to_stderr() -> Iterator[None]:
+    """Native libraries (gloo, under multi-process training) print to file descriptor 1.
+
+    Point fd 1 at stderr while keeping Python's sys.stdout on the real stdout, so results
+    stay the only thing on stdout.
+    """
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    python_stdout = sys.stdout
+    sys.stdout = open(saved, "w", closefd=False)  # noqa: SIM115 - closed below
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stdout.close()
+        sys.stdout = python_stdout
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def error(message: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -76,12 +77,11 @@ def train_classifier(
     )
     workdir = workdir or default_workdir("train-classifier", cfg.dataset, cfg.model)
     console.stderr.print(f"workdir: {workdir}", highlight=False)
-    result = train_and_evaluate(
-        cfg, workdir,
-        cluster=ClusterSpec(coordinator_address, num_processes, process_id),
-        progress=console.progress_reporter(json_mode=json),
-    )
-    if process_id == 0:
+    cluster = ClusterSpec(coordinator_address, num_processes, process_id)
+    quiet_native = console.native_stdout_to_stderr() if num_processes > 1 else nullcontext()
+    with quiet_native:
+        result = train_and_evaluate(cfg, workdir, cluster=cluster,
+                                    progress=console.progress_reporter(json_mode=json))
         console.print_result(result, json_mode=json, title="train-classifier")
 
 

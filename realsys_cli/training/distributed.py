@@ -39,9 +39,9 @@ def initialize(cluster: ClusterSpec) -> None:
         raise ConfigError(
             f"--process-id must be in 0..{cluster.num_processes - 1}, got {cluster.process_id}"
         )
-    if jax.default_backend() == "cpu" or jax.config.jax_platforms == "cpu":
-        # CPU collectives across processes go through gloo.
-        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    # CPU collectives across processes go through gloo (GPU/TPU backends ignore this). Asking
+    # for the backend here would initialise it, which must not happen before initialize().
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(
         coordinator_address=cluster.coordinator_address,
         num_processes=cluster.num_processes,
@@ -70,8 +70,24 @@ def check_batch_size(batch_size: int) -> int:
 
 
 def replicate(tree: Any, mesh: Mesh) -> Any:
-    """Put a pytree of arrays on every device (parameters, optimizer state)."""
-    return jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))
+    """Put a pytree of arrays on every device of every process (parameters, optimizer state).
+
+    Every process holds the same values (same seed, or the same checkpoint), so each one
+    provides the whole array as its local data. Typed PRNG keys travel as their raw bits.
+    """
+    sharding = NamedSharding(mesh, PartitionSpec())
+    if jax.process_count() == 1:
+        return jax.device_put(tree, sharding)
+
+    def put(x: Any) -> Any:
+        if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+            bits = put(jax.random.key_data(x))
+            impl = jax.random.key_impl(x)
+            return jax.jit(lambda b: jax.random.wrap_key_data(b, impl=impl),
+                           out_shardings=sharding)(bits)
+        return jax.make_array_from_process_local_data(sharding, np.asarray(x))
+
+    return jax.tree.map(put, tree)
 
 
 def shard_batch(batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
@@ -84,8 +100,17 @@ def shard_batch(batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array
 
 
 def to_host(tree: Any) -> Any:
-    """Fully replicated (or addressable) device values -> numpy, on every process."""
-    return jax.tree.map(lambda x: np.asarray(jax.device_get(x)), tree)
+    """Replicated device values (metrics, sums) -> numpy, on every process.
+
+    Under several processes a replicated array is not fully addressable; its local copy is.
+    """
+
+    def fetch(x: Any) -> np.ndarray:
+        if isinstance(x, jax.Array) and not x.is_fully_addressable:
+            return np.asarray(x.addressable_data(0))
+        return np.asarray(jax.device_get(x))
+
+    return jax.tree.map(fetch, tree)
 
 
 def sync(name: str) -> None:

@@ -30,6 +30,7 @@ import numpy as np
 from realsys_cli.errors import TrainingDivergedError
 from realsys_cli.progress import SILENT, Progress
 from realsys_cli.training.checkpoint import Checkpointer
+from realsys_cli.training.distributed import to_host
 from realsys_cli.training.metrics import MetricsLog
 
 log = logging.getLogger("realsys")
@@ -94,7 +95,7 @@ def _fmt(metrics: dict[str, float]) -> str:
 
 
 def _host_means(pending: list[dict[str, Any]]) -> dict[str, float]:
-    fetched = jax.device_get(pending)
+    fetched = to_host(pending)
     keys = fetched[0].keys()
     return {k: float(np.mean([np.asarray(m[k], dtype=np.float64) for m in fetched])) for k in keys}
 
