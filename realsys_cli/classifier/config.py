@@ -59,6 +59,8 @@ class ClassifierConfig:
             raise ValueError("init must be '', 'paper' or 'he'")
 
 
-# Fields that may differ when a run is resumed (they do not change what was trained so far).
+# Fields that may differ when a run is resumed: they do not change what was trained so far
+# (learning_rate: the way out of a diverged run is to resume it with a lower one).
 RESUMABLE_CHANGES = {"num_epochs", "max_steps", "log_every_steps", "tfds_data_dir", "data_dir",
-                     "eval_limit", "ten_crop", "checkpoints_to_keep"}
+                     "eval_limit", "ten_crop", "checkpoints_to_keep", "learning_rate",
+                     "plateau_patience_epochs"}

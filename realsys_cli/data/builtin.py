@@ -230,5 +230,6 @@ def builtin_builder(spec: str, data_dir: str) -> tfds.core.DatasetBuilder:
     assert parsed is not None, spec
     builtin, _, name = parsed
     cls = BUILDER_CLASSES[builtin.name]
-    return cls(data_dir=data_dir, config=tfds.core.BuilderConfig(name=name),
-               file_format="array_record")
+    # TFDS refuses a new BuilderConfig object named like a declared one: name "default".
+    config = name if name == "default" else tfds.core.BuilderConfig(name=name)
+    return cls(data_dir=data_dir, config=config, file_format="array_record")

@@ -1,0 +1,173 @@
+"""The shared training core, through the classifier: steps, sharding, resume, divergence."""
+
+from __future__ import annotations
+
+import signal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from realsys_cli.classifier.augment import PixelStats
+from realsys_cli.classifier.config import ClassifierConfig
+from realsys_cli.classifier.setup import DataFacts, make_model, make_steps
+from realsys_cli.classifier.steps import ClassifierSteps, init_state
+from realsys_cli.classifier.train import train_and_evaluate
+from realsys_cli.errors import CheckpointError, TrainingDivergedError
+from realsys_cli.training import distributed, optim
+
+TINY = "digits/train=256,test=64"
+
+
+def _setup(batch: int = 8, **overrides):
+    cfg = ClassifierConfig(learning_rate=0.01, warmup_steps=0, **overrides)
+    facts = DataFacts(tuple("0123456789"), 1, 28, 28)
+    model = make_model(cfg, facts)
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (batch, 28, 28, 1), dtype=np.uint8)
+    stats = PixelStats.from_images(images)
+    steps = make_steps(cfg, facts, model, stats, total_steps=100)
+    state = init_state(model, steps.tx, cfg.seed)
+    batch_ = {"image": images, "label": np.arange(batch, dtype=np.int32) % 10}
+    return steps, state, batch_
+
+
+def _leaves(state) -> list[np.ndarray]:
+    return [np.asarray(x) for x in jax.tree.leaves(state["params"])]
+
+
+def test_loss_falls_on_a_fixed_batch_and_stays_finite():
+    steps, state, batch = _setup()
+    step = steps.make_train_step()
+    losses = []
+    for _ in range(30):
+        state, metrics = step(state, batch)
+        losses.append(float(metrics["loss"]))
+    assert all(np.isfinite(losses))
+    assert losses[-1] < 0.1 * losses[0]
+    assert int(state["step"]) == 30
+
+
+def test_step_sharded_over_4_devices_equals_one_device():
+    assert jax.device_count() == 4
+    steps, state, batch = _setup(batch=8)
+    one = steps.make_train_step()(jax.device_put(state, jax.devices()[0]), batch)[0]
+
+    steps, state, batch = _setup(batch=8)
+    mesh = distributed.data_mesh()
+    sharded_batch = distributed.shard_batch(batch, mesh)
+    assert len(sharded_batch["image"].sharding.device_set) == 4
+    four = steps.make_train_step()(distributed.replicate(state, mesh), sharded_batch)[0]
+    for a, b in zip(_leaves(one), _leaves(four)):
+        np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6)
+
+
+def test_plateau_divides_by_ten_after_patience_at_most_three_times():
+    plateau = optim.Plateau(patience=2, max_reductions=3)
+    cuts = [plateau.update(v) for v in [0.5, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6]]
+    assert cuts == [False, False, False, True, False, True, False, True, False, False]
+    assert plateau.factor == pytest.approx(1e-3)
+
+
+def test_lr_factor_scales_the_update():
+    spec = optim.OptimizerSpec(name="sgd", learning_rate=0.1, momentum=0.0, weight_decay=0.0)
+    tx = optim.build_optimizer(spec)
+    params = {"w": jnp.ones(3)}
+    grads = {"w": jnp.ones(3)}
+    state = tx.init(params)
+    full, _ = tx.update(grads, state, params)
+    tenth, _ = tx.update(grads, optim.set_lr_factor(state, 0.1), params)
+    np.testing.assert_allclose(np.asarray(full["w"]), -0.1)
+    np.testing.assert_allclose(np.asarray(tenth["w"]), -0.01)
+
+
+def _cfg(**overrides) -> ClassifierConfig:
+    base = dict(dataset=TINY, batch_size=32, num_epochs=2, log_every_steps=2, warmup_steps=2)
+    return ClassifierConfig(**{**base, **overrides})
+
+
+def _final_params(workdir) -> list[np.ndarray]:
+    from realsys_cli.classifier.evaluate import load_trained
+
+    return _leaves(load_trained(workdir, best=False).state)
+
+
+def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path, monkeypatch):
+    cfg = _cfg()
+    straight = train_and_evaluate(cfg, tmp_path / "straight")
+    assert straight["steps"] == 16
+
+    real_make = ClassifierSteps.make_train_step
+
+    def interrupting(self):
+        step = real_make(self)
+        calls = {"n": 0}
+
+        def wrapped(state, batch):
+            calls["n"] += 1
+            if calls["n"] == 5:  # Ctrl-C arrives while step 5 runs
+                signal.raise_signal(signal.SIGINT)
+            return step(state, batch)
+
+        return wrapped
+
+    monkeypatch.setattr(ClassifierSteps, "make_train_step", interrupting)
+    with pytest.raises(KeyboardInterrupt):
+        train_and_evaluate(cfg, tmp_path / "resumed")
+    monkeypatch.setattr(ClassifierSteps, "make_train_step", real_make)
+    resumed = train_and_evaluate(cfg, tmp_path / "resumed")
+    assert resumed["resumed_from_step"] == 5
+    assert resumed["steps"] == 16
+    for a, b in zip(_final_params(tmp_path / "straight"), _final_params(tmp_path / "resumed")):
+        np.testing.assert_array_equal(a, b)
+    assert resumed["test_accuracy"] == straight["test_accuracy"]
+
+
+def test_resume_with_another_model_is_refused(tmp_path):
+    train_and_evaluate(_cfg(num_epochs=1), tmp_path / "w")
+    with pytest.raises(CheckpointError, match="another config.*model"):
+        train_and_evaluate(_cfg(num_epochs=1, model="alexnet-small"), tmp_path / "w")
+
+
+def test_nan_loss_stops_with_a_clear_error_and_keeps_good_checkpoint(tmp_path):
+    workdir = tmp_path / "w"
+    train_and_evaluate(_cfg(num_epochs=1), workdir)  # a good checkpoint at step 8
+    with pytest.raises(TrainingDivergedError, match=r"loss became (nan|inf).*step 8"):
+        train_and_evaluate(_cfg(num_epochs=3, learning_rate=1e12), workdir)
+    from realsys_cli.training.checkpoint import Checkpointer
+
+    assert Checkpointer(workdir).latest_step() == 8
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_train_together_and_agree(tmp_path):
+    """Two local processes under jax.distributed (gloo on CPU), one device each."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, XLA_FLAGS="", JAX_PLATFORMS="cpu")
+    address = f"127.0.0.1:{_free_port()}"
+    command = [sys.executable, "-m", "realsys_cli", "-q", "train-classifier", "--dataset", TINY,
+               "--epochs", "1", "--batch-size", "32", "--workdir", str(tmp_path / "w"), "--json",
+               "--coordinator-address", address, "--num-processes", "2"]
+    procs = [subprocess.Popen(command + ["--process-id", str(i)], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for i in range(2)]
+    outputs = [p.communicate(timeout=240) for p in procs]
+    for p, (out, err) in zip(procs, outputs):
+        assert p.returncode == 0, err[-2000:]
+    results = [json.loads(out) for out, _ in outputs]  # stdout is exactly one JSON object
+    assert [r["processes"] for r in results] == [2, 2]
+    assert [r["devices"] for r in results] == [2, 2]
+    assert results[0]["test_loss"] == results[1]["test_loss"]
+    assert results[0]["test_accuracy"] == results[1]["test_accuracy"]
+    assert results[0]["steps"] == 8  # 256 examples / global batch 32
