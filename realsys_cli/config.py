@@ -71,8 +71,13 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
         if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
             raise ConfigError(f"{key} must be an integer, got {value!r}")
         try:
-            return int(float(value)) if isinstance(value, str) and "e" in value else int(value)
-        except (TypeError, ValueError):
+            if isinstance(value, str) and "e" in value.lower():  # 1e3; but not 1e-3 -> 0
+                number = float(value)
+                if not number.is_integer():
+                    raise ValueError(value)
+                return int(number)
+            return int(value)
+        except (TypeError, ValueError, OverflowError):
             raise ConfigError(f"{key} must be an integer, got {value!r}") from None
     if annotation is float:
         if isinstance(value, bool):

@@ -163,7 +163,7 @@ def test_two_processes_train_together_and_agree(tmp_path):
     procs = [subprocess.Popen(command + ["--process-id", str(i)], env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for i in range(2)]
     outputs = [p.communicate(timeout=240) for p in procs]
-    for p, (out, err) in zip(procs, outputs):
+    for p, (_, err) in zip(procs, outputs):
         assert p.returncode == 0, err[-2000:]
     results = [json.loads(out) for out, _ in outputs]  # stdout is exactly one JSON object
     assert [r["processes"] for r in results] == [2, 2]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal, Optional
+from typing import Literal
 
 from realsys_cli.training.optim import OPTIMIZERS, SCHEDULES
 
@@ -12,8 +12,8 @@ from realsys_cli.training.optim import OPTIMIZERS, SCHEDULES
 class ClassifierConfig:
     # --- data
     dataset: str = "digits"  # built-in, TFDS name, or a label for --data-dir
-    data_dir: Optional[str] = None  # a local folder ROOT/{train,val}/<class>/*.jpg
-    tfds_data_dir: Optional[str] = None
+    data_dir: str | None = None  # a local folder ROOT/{train,val}/<class>/*.jpg
+    tfds_data_dir: str | None = None
     image_size: int = 0  # model input side in px; 0 = the dataset's side (224 if it varies)
     resize_size: int = 0  # side the loader resizes to before cropping; 0 = auto
     crop_padding: int = 0  # px of zero padding before the random crop (shifts small images)

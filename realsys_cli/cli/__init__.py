@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from realsys_cli import __version__
-from realsys_cli.cli import classifier, datasets, pending
+from realsys_cli.cli import classifier, datasets, fool, frames, gan
 
 app = typer.Typer(
     name="realsys",
@@ -44,8 +44,10 @@ def main_callback(
 
 
 classifier.register(app)
+fool.register(app)
+gan.register(app)
+frames.register(app)
 app.add_typer(datasets.app, name="datasets")
-pending.register(app)
 
 
 def main() -> None:

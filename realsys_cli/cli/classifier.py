@@ -6,7 +6,7 @@ import sys
 import time
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -38,14 +38,14 @@ def default_workdir(command: str, *parts: str) -> Path:
 @handle_errors
 def train_classifier(
     *,
-    dataset: Annotated[Optional[str], typer.Option(
+    dataset: Annotated[str | None, typer.Option(
         "--dataset", "-d", help="digits | shapes[/size=224] | a TFDS name (mnist, "
         "imagenette/320px-v2, ...) | a label for --data-dir.")] = None,
-    model: Annotated[Optional[str], typer.Option(
+    model: Annotated[str | None, typer.Option(
         "--model", "-m", help="lenet | alexnet-small | alexnet.")] = None,
-    epochs: Annotated[Optional[int], typer.Option("--epochs", "-e", min=1)] = None,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size", "-b", min=1)] = None,
-    learning_rate: Annotated[Optional[float], typer.Option("--lr", help="Learning rate.")] = None,
+    epochs: Annotated[int | None, typer.Option("--epochs", "-e", min=1)] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", "-b", min=1)] = None,
+    learning_rate: Annotated[float | None, typer.Option("--lr", help="Learning rate.")] = None,
     bf16: Annotated[bool, typer.Option("--bf16", help="bfloat16 compute (mixed precision).")]
     = False,
     seed: SeedOpt = None,
@@ -54,13 +54,16 @@ def train_classifier(
     config: ConfigOpt = None,
     set_: SetOpt = None,
     workdir: WorkdirOpt = None,
-    coordinator_address: Annotated[Optional[str], typer.Option(
+    coordinator_address: Annotated[str | None, typer.Option(
         help="Multi-process training: HOST:PORT of process 0.")] = None,
     num_processes: Annotated[int, typer.Option(min=1, help="Number of processes.")] = 1,
     process_id: Annotated[int, typer.Option(min=0, help="This process's index.")] = 0,
     json: JsonOpt = False,
 ) -> None:
     """Train an AlexNet-style classifier (default: lenet on built-in digits, a few minutes)."""
+    from realsys_cli.xla_flags import use_training_flags
+
+    use_training_flags()
     from realsys_cli import console
     from realsys_cli.classifier.config import ClassifierConfig
     from realsys_cli.classifier.train import train_and_evaluate
@@ -89,11 +92,11 @@ def train_classifier(
 def evaluate(
     *,
     workdir: Annotated[Path, typer.Option("--workdir", "-w", help="A train-classifier run.")],
-    dataset: Annotated[Optional[str], typer.Option(
+    dataset: Annotated[str | None, typer.Option(
         "--dataset", "-d", help="Another dataset with the same classes.")] = None,
-    split: Annotated[Optional[str], typer.Option(help="Split (default: test/validation).")]
+    split: Annotated[str | None, typer.Option(help="Split (default: test/validation).")]
     = None,
-    ten_crop: Annotated[Optional[bool], typer.Option(
+    ten_crop: Annotated[bool | None, typer.Option(
         "--ten-crop/--center-crop", help="10-crop evaluation (AlexNet) or the centre crop.")]
     = None,
     data_dir: DataDirOpt = None,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -46,7 +46,7 @@ def preview_command(
     name: Annotated[str, typer.Argument(help="A dataset name (with --data-dir: any label).")],
     *,
     out: Annotated[Path, typer.Option("--out", "-o", help="PNG (images) or GIF (video).")],
-    split: Annotated[Optional[str], typer.Option(help="Split (default: train).")] = None,
+    split: Annotated[str | None, typer.Option(help="Split (default: train).")] = None,
     count: Annotated[int, typer.Option("--count", "-n", min=1, max=400)] = 40,
     seed: SeedOpt = None,
     data_dir: DataDirOpt = None,

@@ -6,8 +6,9 @@ import functools
 import os
 import sys
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Callable, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -15,27 +16,27 @@ JsonOpt = Annotated[
     bool, typer.Option("--json", help="Print exactly one JSON object on stdout (no progress).")
 ]
 ConfigOpt = Annotated[
-    Optional[Path], typer.Option("--config", "-c", help="A recipe file (TOML) from configs/.")
+    Path | None, typer.Option("--config", "-c", help="A recipe file (TOML) from configs/.")
 ]
 SetOpt = Annotated[
-    Optional[list[str]],
+    list[str] | None,
     typer.Option("--set", "-s", help="Override a config field: --set key=value (repeatable)."),
 ]
 WorkdirOpt = Annotated[
-    Optional[Path],
+    Path | None,
     typer.Option("--workdir", "-w", help="Run directory (default: runs/<command>-<time>)."),
 ]
 TfdsDirOpt = Annotated[
-    Optional[Path],
+    Path | None,
     typer.Option(
         "--tfds-data-dir", help="TFDS data dir (default: $TFDS_DATA_DIR or ~/tensorflow_datasets)."
     ),
 ]
 DataDirOpt = Annotated[
-    Optional[Path],
+    Path | None,
     typer.Option("--data-dir", help="A local image folder ROOT/{train,val,test}/<class>/*.jpg."),
 ]
-SeedOpt = Annotated[Optional[int], typer.Option("--seed", help="Random seed.")]
+SeedOpt = Annotated[int | None, typer.Option("--seed", help="Random seed.")]
 
 
 def debug_enabled() -> bool:

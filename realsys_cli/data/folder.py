@@ -139,6 +139,7 @@ class RealsysFolder(tfds.core.GeneratorBasedBuilder):
         self._files = files or {}
         self._class_names = class_names or []
         self.skipped: list[Path] = []
+        self.empty_splits: list[str] = []  # splits where every file was unreadable
         super().__init__(**kwargs)
 
     def _info(self) -> tfds.core.DatasetInfo:
@@ -158,13 +159,17 @@ class RealsysFolder(tfds.core.GeneratorBasedBuilder):
         return {split: self._generate_examples(split) for split in self._files}
 
     def _generate_examples(self, split: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        count = 0
         for path, label in self._files[split]:
             try:
                 data = _encode(path)
             except (OSError, ValueError, Image.DecompressionBombError, SyntaxError):
                 self.skipped.append(path)
                 continue
+            count += 1
             yield str(path), {"image": data, "label": label}
+        if count == 0:
+            self.empty_splits.append(split)
 
 
 def folder_builder(root: str | Path, data_dir: str) -> tfds.core.DatasetBuilder:
@@ -186,15 +191,19 @@ def folder_builder(root: str | Path, data_dir: str) -> tfds.core.DatasetBuilder:
         total = sum(len(v) for v in files.values())
         log.info("Preparing folder %s (%d images, %d classes) into %s", root, total,
                  len(classes), data_dir)
-        with preparing():
-            builder.download_and_prepare()
+        try:
+            with preparing():
+                builder.download_and_prepare()
+        except AssertionError:  # TFDS's "No examples were yielded": a split of unreadable files
+            if not builder.empty_splits:
+                raise
         if builder.skipped:
             shown = ", ".join(str(p.relative_to(root)) for p in builder.skipped[:10])
             more = f" and {len(builder.skipped) - 10} more" if len(builder.skipped) > 10 else ""
             log.warning("skipped %d unreadable image(s): %s%s", len(builder.skipped), shown, more)
-        for split, split_info in builder.info.splits.items():
-            if split_info.num_examples == 0:
-                raise DatasetError(f"{root}: every image of split {split} is unreadable")
+        if builder.empty_splits:
+            split = builder.empty_splits[0]
+            raise DatasetError(f"{root}: every image of split {split} is unreadable")
     return builder
 
 

@@ -75,8 +75,11 @@ def shard_of(source: Sequence, shard: Shard) -> grain.MapDataset:
 
 
 def steps_per_epoch(num_examples: int, batch_size: int, shard: Shard = Shard()) -> int:
-    """Full batches per epoch for one process; the stream crosses epochs, so none is lost."""
-    per_process = len(range(shard.index, num_examples, shard.count))
+    """Full batches per epoch for one process; the stream crosses epochs, so none is lost.
+
+    Counted on the smallest shard, so that every process runs the same number of steps.
+    """
+    per_process = num_examples // shard.count
     return max(1, per_process // batch_size)
 
 
@@ -111,15 +114,26 @@ def eval_batches(
     limit: int | None = None,
     num_threads: int = 4,
 ) -> Iterator[dict[str, np.ndarray]]:
-    """Every record once, in order, in full batches padded with mask == False."""
+    """Every record once, in order, in full batches padded with mask == False.
+
+    Every process yields as many batches as the largest shard needs (the extra ones fully
+    masked), so that the processes' collective eval steps stay in step.
+    """
     dataset = shard_of(source, shard)
+    largest = -(-len(source) // shard.count)
     if limit is not None:
         dataset = dataset[: min(limit, len(dataset))]
+        largest = min(limit, largest)
+    num_batches = -(-largest // batch_size)
     dataset = dataset.map(_resize_record(image_size)).batch(batch_size, batch_fn=_stack)
+    batch = None
     for batch in dataset.to_iter_dataset(_read_options(num_threads, 2 * num_threads)):
         n = len(next(iter(batch.values())))
         mask = np.arange(batch_size) < n
         if n < batch_size:
             batch = {k: np.concatenate([v, np.repeat(v[-1:], batch_size - n, 0)])
                      for k, v in batch.items()}
+        num_batches -= 1
         yield dict(batch, mask=mask)
+    for _ in range(num_batches if batch is not None else 0):
+        yield dict(batch, mask=np.zeros(batch_size, dtype=bool))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import io
 import logging
 import socket
 import sys
@@ -35,10 +36,13 @@ WAYS_OUT = (
 @contextlib.contextmanager
 def preparing() -> Iterator[None]:
     """TFDS prints its preparation messages to stdout and draws tqdm bars: stdout is for
-    results only, so send both to stderr (and the bars only with --verbose)."""
-    if not logging.getLogger("realsys").isEnabledFor(logging.DEBUG):
+    results only, so send both to stderr (the bars only with --verbose, the messages not at
+    all with --quiet)."""
+    logger = logging.getLogger("realsys")
+    if not logger.isEnabledFor(logging.DEBUG):
         tfds.disable_progress_bar()
-    with contextlib.redirect_stdout(sys.stderr):
+    target = sys.stderr if logger.isEnabledFor(logging.INFO) else io.StringIO()
+    with contextlib.redirect_stdout(target):
         yield
 
 
@@ -72,10 +76,10 @@ def prepared_builder(name: str, data_dir: str) -> tfds.core.DatasetBuilder:
     return builder
 
 
-def check_network(host: str, timeout: float = NETWORK_TIMEOUT_S) -> None:
+def check_network(host: str, timeout: float = NETWORK_TIMEOUT_S, *, port: int = 443) -> None:
     """Raise NetworkError within `timeout` seconds when `host` cannot be reached."""
     try:
-        with socket.create_connection((host, 443), timeout=timeout):
+        with socket.create_connection((host, port), timeout=timeout):
             return
     except OSError as e:
         raise NetworkError(

@@ -86,14 +86,25 @@ def local_response_norm(
 
     Computed in float32 whatever the input dtype, returned in the input dtype.
     """
-    channels = x.shape[-1]
-    squares = jnp.square(x.astype(jnp.float32))
-    # zero channels beyond both edges: the clipped window of the paper
-    padded = jnp.pad(squares, [(0, 0)] * (x.ndim - 1) + [(size // 2, (size - 1) // 2)])
-    window_sum = padded[..., :channels]
-    for offset in range(1, size):
-        window_sum = window_sum + padded[..., offset : offset + channels]
-    return (x.astype(jnp.float32) / (k + alpha * window_sum) ** beta).astype(x.dtype)
+    x32 = x.astype(jnp.float32)
+    # sum of squares over a centred window of channels; zero padding = the paper's clipping.
+    # reduce_window(add) has a cheap gradient (a pad and another window sum), unlike the same
+    # sum written as shifted slices, whose gradient XLA:CPU fused into a 6x slower program.
+    window_sum = jax.lax.reduce_window(
+        jnp.square(x32),
+        0.0,
+        jax.lax.add,
+        window_dimensions=(1,) * (x.ndim - 1) + (size,),
+        window_strides=(1,) * x.ndim,
+        padding=((0, 0),) * (x.ndim - 1) + ((size // 2, (size - 1) // 2),),
+    )
+    denominator = k + alpha * window_sum
+    if beta == 0.75:  # the paper's beta: d^-3/4 = rsqrt(d) * sqrt(rsqrt(d)), ~2x faster than pow
+        inv_sqrt = jax.lax.rsqrt(denominator)
+        scale = inv_sqrt * jnp.sqrt(inv_sqrt)
+    else:
+        scale = denominator ** -beta
+    return (x32 * scale).astype(x.dtype)
 
 
 def _kernel_init(init: str) -> nnx.Initializer:

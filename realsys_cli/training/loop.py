@@ -5,7 +5,7 @@ in each checkpoint. The loop owns the rest, identically for all jobs:
 
   * metrics are fetched from the device every `log_every_steps` only (no per-step sync), written
     to metrics.jsonl and shown on the progress bar;
-  * a NaN/Inf loss stops the run with a TrainingDivergedError and the last good checkpoint kept
+  * a NaN/Inf in any logged metric stops the run with a TrainingDivergedError and the last good checkpoint kept
     (a state is only saved after its loss was seen finite);
   * Ctrl-C is caught between steps (never inside one, whose donated buffers would be lost),
     the current state is saved, and KeyboardInterrupt is raised for the CLI to exit 130;
@@ -42,7 +42,7 @@ class LoopSpec:
     steps_per_epoch: int
     log_every_steps: int = 50
     images_per_step: int = 0  # global batch size, for images/s
-    watch: str = "loss"  # the metric checked for NaN/Inf
+    progress_keys: tuple[str, ...] = ("loss", "accuracy")  # live metrics on the progress bar
 
 
 class TrainJob(Protocol):
@@ -134,10 +134,11 @@ def run_loop(
             return
         means = _host_means(pending)
         pending = []
-        if not math.isfinite(means.get(spec.watch, 0.0)):
+        bad = [k for k, v in means.items() if not math.isfinite(v)]
+        if bad:
             good = checkpointer.latest_step()
             raise TrainingDivergedError(
-                f"{spec.watch} became {means[spec.watch]} by step {step}; "
+                f"{bad[0]} became {means[bad[0]]} by step {step}; "
                 + (f"the last good checkpoint (step {good}) is kept in {checkpointer.workdir}; "
                    if good is not None else "no checkpoint was written yet; ")
                 + "lower the learning rate (--set learning_rate=...) or enable grad_clip_norm"
@@ -160,8 +161,7 @@ def run_loop(
                 steady_steps += 1
             if step % spec.log_every_steps == 0 or step == spec.total_steps:
                 flush()
-                bar.advance(0, **{k: v for k, v in last_train.items() if k in ("loss", "accuracy",
-                                                                                "d_loss", "g_loss")})
+                bar.advance(0, **{k: v for k, v in last_train.items() if k in spec.progress_keys})
             bar.advance(1)
             if step % spec.steps_per_epoch == 0 or step == spec.total_steps:
                 flush()
