@@ -15,6 +15,7 @@ import io
 import logging
 import socket
 import sys
+import threading
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
@@ -77,17 +78,31 @@ def prepared_builder(name: str, data_dir: str) -> tfds.core.DatasetBuilder:
 
 
 def check_network(host: str, timeout: float = NETWORK_TIMEOUT_S, *, port: int = 443) -> None:
-    """Raise NetworkError within `timeout` seconds when `host` cannot be reached."""
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return
-    except OSError as e:
+    """Raise NetworkError within `timeout` seconds when `host` cannot be reached.
+
+    The connection's own timeout does not cover the DNS lookup, which can hang for much
+    longer offline; so the attempt runs in a daemon thread and we stop waiting at `timeout`.
+    """
+    outcome: list[BaseException | None] = []
+
+    def attempt() -> None:
+        try:
+            with socket.create_connection((host, port), timeout=timeout):
+                outcome.append(None)
+        except OSError as e:
+            outcome.append(e)
+
+    worker = threading.Thread(target=attempt, daemon=True)
+    worker.start()
+    worker.join(timeout)
+    error = outcome[0] if outcome else TimeoutError(f"no answer in {timeout:g} s")
+    if error is not None:
         raise NetworkError(
-            f"cannot reach {host} to download ({e.__class__.__name__}); there is no network. "
+            f"cannot reach {host} to download ({error.__class__.__name__}); there is no network. "
             "Ways out: use a built-in dataset (digits, shapes, moving-digits) or a local folder "
             "with --data-dir, or prepare the dataset on a machine with a network and copy its "
             "TFDS data dir here (--tfds-data-dir)"
-        ) from None
+        )
 
 
 def needs_tensorflow(builder: tfds.core.DatasetBuilder) -> bool:
