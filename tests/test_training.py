@@ -171,3 +171,13 @@ def test_two_processes_train_together_and_agree(tmp_path):
     assert results[0]["test_loss"] == results[1]["test_loss"]
     assert results[0]["test_accuracy"] == results[1]["test_accuracy"]
     assert results[0]["steps"] == 8  # 256 examples / global batch 32
+
+
+def test_bf16_compute_keeps_float32_params_and_a_close_loss():
+    steps32, state32, batch = _setup()
+    steps16, state16, _ = _setup(dtype="bfloat16")
+    state32, m32 = steps32.make_train_step()(state32, batch)
+    state16, m16 = steps16.make_train_step()(state16, batch)
+    assert {x.dtype for x in jax.tree.leaves(state16["params"])} == {jnp.dtype("float32")}
+    assert np.isfinite(float(m16["loss"]))
+    assert float(m16["loss"]) == pytest.approx(float(m32["loss"]), rel=0.05)
