@@ -127,10 +127,14 @@ def progress_reporter(*, json_mode: bool) -> Progress:
 
 
 def _short(value: Any) -> str:
+    """Numbers as a person reads them: 2.0 -> 2, 0.99843 -> 0.9984, 146.362 -> 146.4."""
     if isinstance(value, float):
-        if math.isfinite(value) and (abs(value) >= 1e4 or (0 < abs(value) < 1e-3)):
+        if not math.isfinite(value) or value == 0:
+            return str(value)
+        if abs(value) >= 1e5 or abs(value) < 1e-3:
             return f"{value:.3g}"
-        return f"{value:.4f}"
+        text = f"{value:.1f}" if abs(value) >= 100 else f"{value:.4f}"
+        return text.rstrip("0").rstrip(".")
     return str(value)
 
 

@@ -31,9 +31,7 @@ CLASSIFIERS: dict[str, type[AlexNet | AlexNetSmall | LeNet]] = {
 
 def _lookup(name: str) -> type[AlexNet | AlexNetSmall | LeNet]:
     if name not in CLASSIFIERS:
-        raise ConfigError(
-            f"unknown model {name!r}; choose one of {', '.join(sorted(CLASSIFIERS))}"
-        )
+        raise ConfigError(f"unknown model {name!r}; choose one of {', '.join(sorted(CLASSIFIERS))}")
     return CLASSIFIERS[name]
 
 

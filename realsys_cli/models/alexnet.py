@@ -134,7 +134,8 @@ class AlexNetSmall(nnx.Module):
     reference. LRN is off by default because the reference has none (the timings compare equal
     networks); `lrn=True` adds the paper's LRN after conv1 and conv2. He init by default.
 
-    Args: as `AlexNet`, with init="he" and lrn=False by default. Flatten size is
+    Args: as `AlexNet`, with init="he" and lrn=False by default (init="paper" puts its biases of 1
+    in the paper's places: conv2, conv4, conv5, fc1, fc2). The flatten size is
     (ceil(image_size / 2) // 8)^2 * 256: 1024 at 32 px, 4096 at 64 px.
     """
 

@@ -1,0 +1,180 @@
+"""ConvLSTM next-frame predictors (Flax NNX, NHWC): an encoder-forecaster and the bench's cell.
+
+Shi et al., "Convolutional LSTM Network: A Machine Learning Approach for Precipitation
+Nowcasting", NIPS 2015: an LSTM whose input-to-state and state-to-state maps are convolutions,
+
+    i, f, o, g = split(conv([x_t, h_{t-1}]))          (one convolution over the concatenation)
+    c_t = sigmoid(f) * c_{t-1} + sigmoid(i) * tanh(g)
+    h_t = sigmoid(o) * tanh(c_t)
+
+(without the paper's peephole terms, as OpenSTL's ConvLSTM), stacked into an encoding network
+that reads the observed frames and a forecasting network, started from the encoder's states,
+that emits the future ones. Its prediction at each step comes from all forecaster layers' hidden
+states through a 1x1 convolution, as in the paper.
+
+Choices made for a CPU and for a movie that runs past the training horizon:
+  * patching (OpenSTL's Moving MNIST recipe, `patch_size = 4`): a 64x64x1 frame becomes a
+    16x16x16 tensor before the cells (space-to-depth) and back after the head, cutting the cost of
+    every recurrent step 16-fold;
+  * the forecaster is autoregressive: its input at each step is the previous frame, the last
+    observed one first, then its own previous prediction (or, under scheduled sampling in
+    training, the true previous frame), so it can be rolled out for any number of steps;
+  * the time loop is unrolled in Python: on XLA:CPU a `jax.lax.scan` over these convolutions made
+    the gradient 52x slower (../shared/STACK.md), while the unrolled loop compiles in seconds;
+  * causal by construction: the prediction for frame t+1 is computed from frames <= t only, the
+    observed ones and, past them, the fed-back ones (tests/test_frames_model.py proves it).
+
+`BenchConvLSTM` is the bench's `frames` workload (../shared/bench/peer_torch.py): one cell of 64
+hidden channels, 3x3, on unpatched 64x64x1 frames over 10 steps, and a 3x3 head predicting frame
+11; 150,593 parameters, like the PyTorch reference, for a side-by-side speed comparison.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+
+def patch(x: jax.Array, size: int) -> jax.Array:
+    """Space-to-depth: (B, H, W, C) -> (B, H/size, W/size, size*size*C)."""
+    if size == 1:
+        return x
+    b, h, w, c = x.shape
+    x = x.reshape(b, h // size, size, w // size, size, c)
+    return x.transpose(0, 1, 3, 2, 4, 5).reshape(b, h // size, w // size, size * size * c)
+
+
+def unpatch(x: jax.Array, size: int) -> jax.Array:
+    """Depth-to-space, the inverse of `patch`: (B, h, w, size*size*C) -> (B, h*size, w*size, C)."""
+    if size == 1:
+        return x
+    b, h, w, d = x.shape
+    c = d // (size * size)
+    x = x.reshape(b, h, w, size, size, c).transpose(0, 1, 3, 2, 4, 5)
+    return x.reshape(b, h * size, w * size, c)
+
+
+State = tuple[jax.Array, jax.Array]  # (h, c), each (B, h, w, hidden)
+
+
+class ConvLSTMCell(nnx.Module):
+    """One ConvLSTM cell: a single `kernel` x `kernel` convolution over [x_t, h_{t-1}]."""
+
+    def __init__(self, in_channels: int, hidden: int, kernel: int, *, rngs: nnx.Rngs,
+                 forget_bias: float = 1.0) -> None:
+        self.hidden = hidden
+
+        def bias_init(key: jax.Array, shape: tuple[int, ...], dtype: jnp.dtype) -> jax.Array:
+            # gates are ordered i, f, o, g: start by remembering (Jozefowicz et al. 2015)
+            return jnp.zeros(shape, dtype).at[hidden : 2 * hidden].set(forget_bias)
+
+        self.conv = nnx.Conv(in_channels + hidden, 4 * hidden, (kernel, kernel), padding="SAME",
+                             bias_init=bias_init, rngs=rngs)
+
+    def zero_state(self, x: jax.Array) -> State:
+        shape = (*x.shape[:-1], self.hidden)
+        return jnp.zeros(shape, x.dtype), jnp.zeros(shape, x.dtype)
+
+    def __call__(self, x: jax.Array, state: State) -> State:
+        h, c = state  # (B, h, w, hidden) each
+        gates = self.conv(jnp.concatenate([x, h], axis=-1))  # (B, h, w, 4 * hidden)
+        i, f, o, g = jnp.split(gates, 4, axis=-1)
+        c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+        h = jax.nn.sigmoid(o) * jnp.tanh(c)
+        return h, c
+
+
+class _Stack(nnx.Module):
+    """Cells on top of each other: layer l reads layer l-1's new hidden state."""
+
+    def __init__(self, in_channels: int, hidden: tuple[int, ...], kernel: int, *,
+                 rngs: nnx.Rngs) -> None:
+        ins = (in_channels, *hidden[:-1])
+        self.cells = nnx.List([ConvLSTMCell(i, h, kernel, rngs=rngs) for i, h in zip(ins, hidden)])
+
+    def __call__(self, x: jax.Array, states: list[State]) -> list[State]:
+        new = []
+        for cell, state in zip(self.cells, states):
+            h, c = cell(x, state)
+            new.append((h, c))
+            x = h
+        return new
+
+
+class ConvLSTMPredictor(nnx.Module):
+    """Encoder-forecaster ConvLSTM (Shi et al. 2015) on patched frames.
+
+        model = ConvLSTMPredictor(channels=1, hidden=(64, 64), kernel=5, patch_size=4, rngs=...)
+        logits = model(observed, horizon=10)   # (B, 10, H, W, C) logits of frames T+1..T+10
+
+    `observed` (B, T, H, W, C) float in [0, 1]; H and W divisible by `patch_size`. The outputs
+    are logits: `jax.nn.sigmoid(logits)` is the predicted frame in [0, 1].
+    """
+
+    def __init__(self, *, channels: int = 1, hidden: tuple[int, ...] = (64, 64),
+                 kernel: int = 5, patch_size: int = 4, rngs: nnx.Rngs) -> None:
+        self.patch_size = patch_size
+        patch_channels = patch_size * patch_size * channels
+        self.encoder = _Stack(patch_channels, hidden, kernel, rngs=rngs)
+        self.forecaster = _Stack(patch_channels, hidden, kernel, rngs=rngs)
+        # Shi et al.: all forecaster layers' states -> 1x1 conv -> the prediction.
+        self.head = nnx.Conv(sum(hidden), patch_channels, (1, 1), rngs=rngs)
+
+    def encode(self, observed: jax.Array) -> list[State]:
+        """Read the observed frames (B, T, H, W, C); return every layer's final (h, c)."""
+        frames = [patch(observed[:, t], self.patch_size) for t in range(observed.shape[1])]
+        states = [cell.zero_state(frames[0]) for cell in self.encoder.cells]
+        for x in frames:  # Python-unrolled: one traced copy per step (see the module docstring)
+            states = self.encoder(x, states)
+        return states
+
+    def forecast(self, states: list[State], last: jax.Array, horizon: int, *,
+                 truth: jax.Array | None = None, teacher: jax.Array | None = None) -> jax.Array:
+        """Predict `horizon` frames after `last` (B, H, W, C), feeding each prediction back.
+
+        With `truth` (B, horizon, H, W, C) and `teacher` (B, horizon) in {0, 1}, the input of step
+        k >= 1 is truth[:, k-1] where teacher[:, k] is 1 (scheduled sampling), else the model's
+        own prediction of that frame. Returns logits (B, horizon, H, W, C).
+        """
+        p = self.patch_size
+        x = patch(last, p)  # (B, h, w, p*p*C)
+        outputs = []
+        for k in range(horizon):
+            states = self.forecaster(x, states)
+            hidden = jnp.concatenate([h for h, _ in states], axis=-1)  # (B, h, w, sum(hidden))
+            logits = self.head(hidden)  # (B, h, w, p*p*C)
+            outputs.append(unpatch(logits, p))
+            x = jax.nn.sigmoid(logits)  # the prediction, fed back
+            if truth is not None and teacher is not None and k + 1 < horizon:
+                use_truth = teacher[:, k + 1, None, None, None]  # (B, 1, 1, 1)
+                x = use_truth * patch(truth[:, k], p) + (1 - use_truth) * x
+        return jnp.stack(outputs, axis=1)
+
+    def __call__(self, observed: jax.Array, horizon: int, *, truth: jax.Array | None = None,
+                 teacher: jax.Array | None = None) -> jax.Array:
+        return self.forecast(self.encode(observed), observed[:, -1], horizon, truth=truth,
+                             teacher=teacher)
+
+
+class BenchConvLSTM(nnx.Module):
+    """The bench's `frames` workload: (B, 10, 64, 64, 1) -> next-frame logits (B, 64, 64, 1).
+
+    One ConvLSTM cell (64 hidden, 3x3) on the unpatched frames and a 3x3 head; 150,593
+    parameters as in ../shared/bench/peer_torch.py's ConvLSTMPredictor (zero forget-gate bias,
+    like PyTorch's default init).
+    """
+
+    def __init__(self, *, channels: int = 1, hidden: int = 64, rngs: nnx.Rngs) -> None:
+        self.cell = ConvLSTMCell(channels, hidden, 3, rngs=rngs, forget_bias=0.0)
+        self.head = nnx.Conv(hidden, channels, (3, 3), padding="SAME", rngs=rngs)
+
+    def __call__(self, frames: jax.Array) -> jax.Array:
+        state = self.cell.zero_state(frames[:, 0])
+        for t in range(frames.shape[1]):
+            state = self.cell(frames[:, t], state)
+        return self.head(state[0])
+
+
+def count_params(model: nnx.Module) -> int:
+    return int(sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param))))
