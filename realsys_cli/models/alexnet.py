@@ -80,7 +80,7 @@ class AlexNet(nnx.Module):
         self.conv5 = conv(384, 256, 3, padding=1, paper_bias=1.0, **layer)
         self.fc6 = linear(side * side * 256, 4096, paper_bias=1.0, **layer)
         self.fc7 = linear(4096, 4096, paper_bias=1.0, **layer)
-        self.fc8 = linear(4096, num_classes, **layer)
+        self.fc8 = linear(4096, num_classes, logits=True, **layer)
         self.drop6 = nnx.Dropout(dropout, rngs=rngs)
         self.drop7 = nnx.Dropout(dropout, rngs=rngs)
 
@@ -166,7 +166,7 @@ class AlexNetSmall(nnx.Module):
         self.conv5 = conv(256, 256, 3, padding=1, paper_bias=1.0, **layer)
         self.fc1 = linear(side * side * 256, 1024, paper_bias=1.0, **layer)
         self.fc2 = linear(1024, 1024, paper_bias=1.0, **layer)
-        self.fc3 = linear(1024, num_classes, **layer)
+        self.fc3 = linear(1024, num_classes, logits=True, **layer)
         self.drop1 = nnx.Dropout(dropout, rngs=rngs)
         self.drop2 = nnx.Dropout(dropout, rngs=rngs)
 

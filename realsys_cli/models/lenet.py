@@ -59,7 +59,7 @@ class LeNet(nnx.Module):
         self.conv1 = conv(in_channels, 32, 5, padding=2, **layer)
         self.conv2 = conv(32, 64, 5, padding=2, **layer)
         self.fc1 = linear(side * side * 64, 256, **layer)
-        self.fc2 = linear(256, num_classes, **layer)
+        self.fc2 = linear(256, num_classes, logits=True, **layer)
 
     @staticmethod
     def feature_map_size(image_size: int) -> int:
