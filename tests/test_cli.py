@@ -238,3 +238,18 @@ def test_realsys_help_is_fast():
     elapsed = time.perf_counter() - start
     assert "train-classifier" in out.stdout
     assert elapsed < 2.0, f"realsys --help took {elapsed:.2f} s"
+
+
+def test_every_command_renders_its_help(runner):
+    """Help texts are Rich markup: a stray '[...]' in one breaks `--help` with a traceback."""
+    import typer.main
+
+    group = typer.main.get_command(app)
+    names = list(group.commands)
+    for name in names:
+        sub = group.commands[name]
+        paths = [[name]] + [[name, s] for s in getattr(sub, "commands", {})]
+        for path in paths:
+            result = runner.invoke(app, [*path, "--help"])
+            assert result.exit_code == 0, (path, result.output[-500:])
+            assert "Usage" in result.stdout

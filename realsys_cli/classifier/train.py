@@ -113,12 +113,15 @@ def train_and_evaluate(
     *,
     cluster: ClusterSpec = ClusterSpec(),
     progress: Progress = SILENT,
+    dataset: Dataset | None = None,
 ) -> dict[str, Any]:
+    """`dataset`: train on this already opened dataset instead of opening `cfg.dataset` (the
+    fooling-images defence adds a class of generated images to it in memory)."""
     # ---------------------------------------------------------------- devices and input pipeline
     distributed.initialize(cluster)
     workdir = Path(workdir)
     local_batch = distributed.check_batch_size(cfg.batch_size)
-    dataset = open_training_data(cfg)
+    dataset = dataset if dataset is not None else open_training_data(cfg)
     facts = data_facts(cfg, dataset)
     train_source = dataset.source(dataset.train_split)
     shard = distributed.process_shard()

@@ -39,7 +39,7 @@ def default_workdir(command: str, *parts: str) -> Path:
 def train_classifier(
     *,
     dataset: Annotated[str | None, typer.Option(
-        "--dataset", "-d", help="digits | shapes[/size=224] | a TFDS name (mnist, "
+        "--dataset", "-d", help="digits | shapes | shapes/size=224 | a TFDS name (mnist, "
         "imagenette/320px-v2, ...) | a label for --data-dir.")] = None,
     model: Annotated[str | None, typer.Option(
         "--model", "-m", help="lenet | alexnet-small | alexnet.")] = None,

@@ -1,12 +1,118 @@
-"""`realsys predict-frames`: not landed yet. Replace this module when the predict-frames issue lands."""
+"""`realsys predict-frames`: train and score a next-frame predictor, or make its movie."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated, Literal
+
 import typer
 
-from realsys_cli.cli.pending import pending_command
+from realsys_cli.cli.options import (
+    ConfigOpt,
+    JsonOpt,
+    SeedOpt,
+    SetOpt,
+    TfdsDirOpt,
+    WorkdirOpt,
+    handle_errors,
+)
+
+HELP = """Next-frame prediction: a ConvLSTM encoder-forecaster (Shi et al. 2015) continues a movie.
+
+[bold]Train and score[/] (default: built-in moving-digits, 10 frames in, 10 out; rerun with the same --workdir to resume):
+
+  realsys predict-frames --workdir runs/frames --steps 1200
+
+prints MSE per frame (OpenSTL convention), MAE, SSIM and PSNR per horizon t=1..10 next to the copy-last-frame and mean-frame baselines, and writes horizon.png, predictions.png and curves.png into the workdir. --adversarial adds Mathieu et al.'s discriminator.
+
+[bold]Make the movie[/] from a trained --workdir (no training):
+
+  realsys predict-frames --workdir runs/frames --rollout 30 --out movie.gif
+
+feeds 10 real test frames and predicts 30 autoregressively, past the training horizon; the GIF shows input, truth (where it exists) and prediction side by side.
+"""
 
 
 def register(app: typer.Typer) -> None:
-    app.command("predict-frames", help="Not available yet: the predict-frames issue has not landed.",
-                context_settings=pending_command.context)(pending_command("predict-frames", "predict-frames"))
+    app.command("predict-frames", help=HELP)(predict_frames)
+
+
+@handle_errors
+def predict_frames(
+    *,
+    dataset: Annotated[str | None, typer.Option(
+        "--dataset", "-d", help="Training: a video dataset, e.g. moving-digits or moving-digits/train=2000. "
+        "Movie: where the test clips come from (default: the run's evaluation set).")] = None,
+    steps: Annotated[int | None, typer.Option("--steps", min=1, help="Training steps (default: "
+                                              "--epochs worth).")] = None,
+    epochs: Annotated[int | None, typer.Option("--epochs", "-e", min=1)] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", "-b", min=1)] = None,
+    learning_rate: Annotated[float | None, typer.Option("--lr", help="Learning rate.")] = None,
+    loss: Annotated[Literal["mse", "bce"] | None, typer.Option(
+        "--loss", help="Per-pixel reconstruction loss.")] = None,
+    adversarial: Annotated[bool | None, typer.Option(
+        "--adversarial/--no-adversarial", help="Add a frame discriminator with the adversarial "
+        "and gradient-difference losses of Mathieu et al. 2015 (weights 0.05 / 1 / 1).")] = None,
+    rollout: Annotated[int | None, typer.Option(
+        "--rollout", min=1, help="Make the movie: predict this many frames from a trained "
+        "--workdir instead of training.")] = None,
+    out: Annotated[Path | None, typer.Option(
+        "--out", "-o", help="The movie GIF (with --rollout; default <workdir>/movie.gif).")] = None,
+    count: Annotated[int, typer.Option("--count", min=1, help="Test clips in the movie.")] = 3,
+    seed: SeedOpt = None,
+    tfds_data_dir: TfdsDirOpt = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    workdir: WorkdirOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    if rollout is not None or out is not None:
+        _movie(rollout=rollout, out=out, count=count, workdir=workdir, dataset=dataset,
+               tfds_data_dir=tfds_data_dir, json=json,
+               training_options={"--steps": steps, "--epochs": epochs, "--batch-size": batch_size,
+                                 "--lr": learning_rate, "--loss": loss, "--seed": seed,
+                                 "--adversarial": adversarial, "--config": config,
+                                 "--set": set_})
+        return
+    from realsys_cli.xla_flags import use_training_flags
+
+    use_training_flags()
+    from realsys_cli import console
+    from realsys_cli.cli.classifier import default_workdir
+    from realsys_cli.config import resolve_config
+    from realsys_cli.frames.config import FramesConfig
+    from realsys_cli.frames.train import train_and_evaluate
+
+    cfg = resolve_config(
+        FramesConfig, config_file=config, set_items=set_,
+        options={"dataset": dataset, "max_steps": steps, "num_epochs": epochs,
+                 "batch_size": batch_size, "learning_rate": learning_rate, "loss": loss,
+                 "adversarial": adversarial, "seed": seed,
+                 "tfds_data_dir": str(tfds_data_dir) if tfds_data_dir else None},
+    )
+    workdir = workdir or default_workdir("predict-frames", cfg.dataset,
+                                         "adversarial" if cfg.adversarial else cfg.loss)
+    console.stderr.print(f"workdir: {workdir}", highlight=False)
+    result = train_and_evaluate(cfg, workdir, progress=console.progress_reporter(json_mode=json))
+    console.print_result(result, json_mode=json, title="predict-frames")
+
+
+def _movie(*, rollout: int | None, out: Path | None, count: int, workdir: Path | None,
+           dataset: str | None, tfds_data_dir: Path | None, json: bool,
+           training_options: dict[str, object]) -> None:
+    from realsys_cli import console
+    from realsys_cli.errors import ConfigError
+    from realsys_cli.frames.rollout import make_movie
+
+    if rollout is None:
+        raise ConfigError("--out is the movie of --rollout N: add --rollout (e.g. --rollout 30)")
+    if workdir is None:
+        raise ConfigError("--rollout makes the movie of a trained run: pass its --workdir")
+    given = [name for name, value in training_options.items() if value not in (None, [])]
+    if given:
+        raise ConfigError(f"{', '.join(given)} only apply to training; --rollout makes the movie "
+                          f"of the model already trained in {workdir}")
+    result = make_movie(workdir, rollout_frames=rollout, out=out or workdir / "movie.gif",
+                        count=count, dataset=dataset,
+                        tfds_dir=str(tfds_data_dir) if tfds_data_dir else None)
+    console.print_result(result, json_mode=json, title="predict-frames --rollout")

@@ -1,14 +1,127 @@
-"""`realsys train-gan, sample`: not landed yet. Replace this module when the train-gan issue lands."""
+"""`realsys train-gan` and `realsys sample`: DCGAN with a built-in quality measure (FID)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
-from realsys_cli.cli.pending import pending_command
+from realsys_cli.cli.options import (
+    ConfigOpt,
+    DataDirOpt,
+    JsonOpt,
+    SeedOpt,
+    SetOpt,
+    TfdsDirOpt,
+    WorkdirOpt,
+    handle_errors,
+)
+
+JudgeOpt = Annotated[Path | None, typer.Option(
+    "--judge", help="A train-classifier workdir on the same dataset, whose features FID is "
+    "measured on (default: train one into WORKDIR/judge first).")]
 
 
 def register(app: typer.Typer) -> None:
-    app.command("train-gan", help="Not available yet: the train-gan issue has not landed.",
-                context_settings=pending_command.context)(pending_command("train-gan", "train-gan"))
-    app.command("sample", help="Not available yet: the train-gan issue has not landed.",
-                context_settings=pending_command.context)(pending_command("sample", "train-gan"))
+    app.command("train-gan")(train_gan)
+    app.command("sample")(sample)
+
+
+@handle_errors
+def train_gan(
+    *,
+    dataset: Annotated[str | None, typer.Option(
+        "--dataset", "-d", help="digits | shapes | shapes/size=32 | a TFDS name | a label for "
+        "--data-dir. Images of 28, 32 or 64 px (--set image_size=... resizes).")] = None,
+    epochs: Annotated[int | None, typer.Option("--epochs", "-e", min=1)] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", "-b", min=1)] = None,
+    learning_rate: Annotated[float | None, typer.Option(
+        "--lr", help="Adam learning rate of both nets (paper: 2e-4).")] = None,
+    latent_dim: Annotated[int | None, typer.Option(
+        "--latent-dim", min=1, help="Numbers in z (paper: 100).")] = None,
+    latent: Annotated[str | None, typer.Option(
+        "--latent", help="z distribution: uniform (U(-1, 1), the paper's) or normal.")] = None,
+    judge: JudgeOpt = None,
+    seed: SeedOpt = None,
+    data_dir: DataDirOpt = None,
+    tfds_data_dir: TfdsDirOpt = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    workdir: WorkdirOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Train a DCGAN; report FID, its real-vs-real floor and class coverage at the end."""
+    from realsys_cli.xla_flags import use_training_flags
+
+    use_training_flags()
+    from realsys_cli import console
+    from realsys_cli.cli.classifier import default_workdir
+    from realsys_cli.config import resolve_config
+    from realsys_cli.gan.config import GanConfig
+    from realsys_cli.gan.train import train_and_evaluate
+
+    cfg = resolve_config(
+        GanConfig, config_file=config, set_items=set_,
+        options={"dataset": dataset, "num_epochs": epochs, "batch_size": batch_size,
+                 "learning_rate": learning_rate, "latent_dim": latent_dim,
+                 "latent_distribution": latent, "seed": seed,
+                 "judge": str(judge) if judge else None,
+                 "data_dir": str(data_dir) if data_dir else None,
+                 "tfds_data_dir": str(tfds_data_dir) if tfds_data_dir else None},
+    )
+    workdir = workdir or default_workdir("train-gan", cfg.dataset)
+    console.stderr.print(f"workdir: {workdir}", highlight=False)
+    result = train_and_evaluate(cfg, workdir, progress=console.progress_reporter(json_mode=json))
+    console.print_result(result, json_mode=json, title="train-gan")
+
+
+@handle_errors
+def sample(
+    *,
+    workdir: Annotated[Path, typer.Option("--workdir", "-w", help="A train-gan run.")],
+    n: Annotated[int | None, typer.Option(
+        "-n", "--num", min=1, help="Images in the grid (default 64), or walks (default 8).")]
+    = None,
+    out: Annotated[Path | None, typer.Option(
+        "--out", "-o", help="Output file (default grid.png; walk.gif with --interpolate; a "
+        ".png walk is a strip, one walk per row).")] = None,
+    interpolate: Annotated[bool, typer.Option(
+        "--interpolate", help="A latent walk between random points (DCGAN figure 4).")] = False,
+    points: Annotated[int | None, typer.Option(
+        "--points", min=2, help="Random points per walk (default 2 for a strip, 5 for a GIF).")]
+    = None,
+    frames: Annotated[int, typer.Option(
+        "--frames", min=1, help="Images from one point to the next.")] = 8,
+    score: Annotated[bool, typer.Option(
+        "--score", help="Report FID, its floor and class coverage instead of a picture.")]
+    = False,
+    judge: JudgeOpt = None,
+    samples: Annotated[int | None, typer.Option(
+        "--samples", min=2, help="Samples for --score (default: the run's fid_samples).")]
+    = None,
+    best: Annotated[bool, typer.Option(
+        "--best/--latest", help="The checkpoint with the lowest FID, or the latest one.")]
+    = False,
+    seed: Annotated[int | None, typer.Option(
+        "--seed", help="Draw a new z (default: the training's fixed z).")] = None,
+    json: JsonOpt = False,
+) -> None:
+    """Samples of a trained generator: a grid, a latent walk, or its quality report."""
+    from realsys_cli import console
+    from realsys_cli.gan import sample as sample_lib
+
+    if score:
+        result = sample_lib.score(workdir, judge=str(judge) if judge else None,
+                                  num_samples=samples, best=best)
+        console.print_result(result, json_mode=json, title="sample --score")
+        return
+    if interpolate:
+        out = out or Path("walk.gif")
+        result = sample_lib.latent_walk(
+            workdir, n=n or 8, out=out, frames=frames, seed=seed, best=best,
+            points=points or (5 if out.suffix.lower() == ".gif" else 2))
+    else:
+        result = sample_lib.sample_grid(workdir, n=n or 64, out=out or Path("grid.png"),
+                                        seed=seed, best=best)
+    console.print_result(result, json_mode=json, title="sample")

@@ -19,6 +19,8 @@ Choices made for a CPU and for a movie that runs past the training horizon:
   * the forecaster is autoregressive: its input at each step is the previous frame, the last
     observed one first, then its own previous prediction (or, under scheduled sampling in
     training, the true previous frame), so it can be rolled out for any number of steps;
+  * the encoder's states also predict the observed frames 2..T through the same head: a
+    next-frame loss on them (`observed_loss_weight` in the config) teaches motion early;
   * the time loop is unrolled in Python: on XLA:CPU a `jax.lax.scan` over these convolutions made
     the gradient 52x slower (../shared/STACK.md), while the unrolled loop compiles in seconds;
   * causal by construction: the prediction for frame t+1 is computed from frames <= t only, the
@@ -110,24 +112,45 @@ class ConvLSTMPredictor(nnx.Module):
 
     `observed` (B, T, H, W, C) float in [0, 1]; H and W divisible by `patch_size`. The outputs
     are logits: `jax.nn.sigmoid(logits)` is the predicted frame in [0, 1].
+
+    Every frame enters the network once: the encoder reads frames 1..T-1, the forecaster, started
+    from the encoder's states, reads frame T and emits frame T+1, then reads its own prediction
+    (19 recurrent steps for 10 -> 10). The head, shared by both, turns the hidden states after
+    reading frame t into the prediction of frame t+1, which `predict_all` also returns for the
+    observed frames 2..T (a cheap extra training signal). `shared_weights=True` makes the
+    forecaster the encoder itself (one ConvLSTM over all 19 steps, OpenSTL's form).
     """
 
     def __init__(self, *, channels: int = 1, hidden: tuple[int, ...] = (64, 64),
-                 kernel: int = 5, patch_size: int = 4, rngs: nnx.Rngs) -> None:
+                 kernel: int = 5, patch_size: int = 4, shared_weights: bool = False,
+                 output_bias: float = -3.0, rngs: nnx.Rngs) -> None:
         self.patch_size = patch_size
         patch_channels = patch_size * patch_size * channels
         self.encoder = _Stack(patch_channels, hidden, kernel, rngs=rngs)
-        self.forecaster = _Stack(patch_channels, hidden, kernel, rngs=rngs)
-        # Shi et al.: all forecaster layers' states -> 1x1 conv -> the prediction.
-        self.head = nnx.Conv(sum(hidden), patch_channels, (1, 1), rngs=rngs)
+        self.forecaster = (self.encoder if shared_weights
+                           else _Stack(patch_channels, hidden, kernel, rngs=rngs))
+        # Shi et al.: all layers' hidden states -> 1x1 conv -> the prediction. The bias starts
+        # at the log-odds of a dark frame (sigmoid(-3) = 0.047; Moving MNIST is ~95% black), so
+        # training starts on motion, not on learning that the background is black.
+        self.head = nnx.Conv(sum(hidden), patch_channels, (1, 1), rngs=rngs,
+                             bias_init=nnx.initializers.constant(output_bias))
 
-    def encode(self, observed: jax.Array) -> list[State]:
-        """Read the observed frames (B, T, H, W, C); return every layer's final (h, c)."""
-        frames = [patch(observed[:, t], self.patch_size) for t in range(observed.shape[1])]
-        states = [cell.zero_state(frames[0]) for cell in self.encoder.cells]
-        for x in frames:  # Python-unrolled: one traced copy per step (see the module docstring)
-            states = self.encoder(x, states)
-        return states
+    def _predict(self, states: list[State]) -> jax.Array:
+        """Every layer's hidden state -> logits of the next frame, patched (B, h, w, p*p*C)."""
+        return self.head(jnp.concatenate([h for h, _ in states], axis=-1))
+
+    def encode(self, observed: jax.Array, *,
+               with_predictions: bool = False) -> tuple[list[State], jax.Array | None]:
+        """Read frames 1..T-1 of `observed` (B, T, H, W, C): every layer's (h, c), and with
+        `with_predictions` the logits of frames 2..T (B, T-1, H, W, C)."""
+        p = self.patch_size
+        states = [cell.zero_state(patch(observed[:, 0], p)) for cell in self.encoder.cells]
+        predictions = []
+        for t in range(observed.shape[1] - 1):  # Python-unrolled (see the module docstring)
+            states = self.encoder(patch(observed[:, t], p), states)
+            if with_predictions:
+                predictions.append(unpatch(self._predict(states), p))
+        return states, (jnp.stack(predictions, axis=1) if predictions else None)
 
     def forecast(self, states: list[State], last: jax.Array, horizon: int, *,
                  truth: jax.Array | None = None, teacher: jax.Array | None = None) -> jax.Array:
@@ -142,8 +165,7 @@ class ConvLSTMPredictor(nnx.Module):
         outputs = []
         for k in range(horizon):
             states = self.forecaster(x, states)
-            hidden = jnp.concatenate([h for h, _ in states], axis=-1)  # (B, h, w, sum(hidden))
-            logits = self.head(hidden)  # (B, h, w, p*p*C)
+            logits = self._predict(states)  # (B, h, w, p*p*C)
             outputs.append(unpatch(logits, p))
             x = jax.nn.sigmoid(logits)  # the prediction, fed back
             if truth is not None and teacher is not None and k + 1 < horizon:
@@ -151,10 +173,17 @@ class ConvLSTMPredictor(nnx.Module):
                 x = use_truth * patch(truth[:, k], p) + (1 - use_truth) * x
         return jnp.stack(outputs, axis=1)
 
+    def predict_all(self, observed: jax.Array, horizon: int, *, truth: jax.Array | None = None,
+                    teacher: jax.Array | None = None) -> jax.Array:
+        """Logits of frames 2..T+horizon: (B, T-1+horizon, H, W, C)."""
+        states, seen = self.encode(observed, with_predictions=True)
+        future = self.forecast(states, observed[:, -1], horizon, truth=truth, teacher=teacher)
+        return future if seen is None else jnp.concatenate([seen, future], axis=1)
+
     def __call__(self, observed: jax.Array, horizon: int, *, truth: jax.Array | None = None,
                  teacher: jax.Array | None = None) -> jax.Array:
-        return self.forecast(self.encode(observed), observed[:, -1], horizon, truth=truth,
-                             teacher=teacher)
+        states, _ = self.encode(observed)
+        return self.forecast(states, observed[:, -1], horizon, truth=truth, teacher=teacher)
 
 
 class BenchConvLSTM(nnx.Module):

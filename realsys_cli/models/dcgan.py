@@ -28,6 +28,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from realsys_cli.errors import ConfigError
@@ -109,14 +110,33 @@ conv_transpose.defvjp(_conv_transpose_fwd, _conv_transpose_bwd)
 
 
 # ----------------------------------------------------------------------------------- layers
+def _host_normal(key: jax.Array, shape: tuple[int, ...], mean: float, stddev: float,
+                 dtype=jnp.float32) -> jax.Array:
+    """N(mean, stddev) drawn with numpy from a seed taken from `key` (same key, same values).
+
+    An eager `jax.random.normal` compiles one XLA program per shape: seconds each on a busy
+    2-core CPU, and a DCGAN has a dozen shapes. Under a trace (jit, eval_shape) the key has no
+    value, and jax.random is used instead.
+    """
+    if isinstance(key, jax.core.Tracer):
+        return mean + stddev * jax.random.normal(key, shape, dtype)
+    seed = np.asarray(jax.random.key_data(key)).ravel().tolist()
+    values = np.random.default_rng(seed).normal(mean, stddev, shape)
+    return jnp.asarray(values, dtype)
+
+
 def dcgan_init(stddev: float = 0.02) -> nnx.Initializer:
     """The paper's weight init, N(0, 0.02)."""
-    return nnx.initializers.normal(stddev=stddev)
+
+    def init(key: jax.Array, shape: tuple[int, ...], dtype=jnp.float32) -> jax.Array:
+        return _host_normal(key, shape, 0.0, stddev, dtype)
+
+    return init
 
 
 def _bn_scale_init(key: jax.Array, shape: tuple[int, ...], dtype=jnp.float32) -> jax.Array:
     """BatchNorm scales N(1, 0.02), biases 0 (pytorch/examples dcgan's weights_init)."""
-    return 1.0 + 0.02 * jax.random.normal(key, shape, dtype)
+    return _host_normal(key, shape, 1.0, 0.02, dtype)
 
 
 def batch_norm(features: int, rngs: nnx.Rngs) -> nnx.BatchNorm:

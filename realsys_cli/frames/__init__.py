@@ -1,0 +1,1 @@
+"""`realsys predict-frames`: next-frame prediction with a ConvLSTM encoder-forecaster."""

@@ -1,0 +1,93 @@
+"""What training and every later use of a frame predictor share: data checks, models, steps.
+
+A trained workdir holds the resolved config and, in each checkpoint, the frame shape the model
+was built for, so evaluation and the movie rebuild exactly the trained network from the workdir.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from typing import Any
+
+from flax import nnx
+
+from realsys_cli.data.dataset import Dataset, open_dataset
+from realsys_cli.errors import ConfigError, DatasetError
+from realsys_cli.frames.config import FramesConfig
+from realsys_cli.frames.discriminator import FrameDiscriminator
+from realsys_cli.frames.steps import FramesSteps
+from realsys_cli.models.convlstm import ConvLSTMPredictor
+from realsys_cli.training import optim
+
+MOVING_MNIST_WAY_OUT = (
+    "TFDS registers its moving_mnist builder only when TensorFlow is installed (pip install "
+    "'realsys[tf]'; prepare it with `realsys datasets prepare moving_mnist`); it has a test split "
+    "only, so train on the built-in moving-digits (the same protocol) and pass it as "
+    "--set eval_dataset=moving_mnist"
+)
+
+
+def open_video_dataset(name: str, tfds_dir: str | os.PathLike | None) -> Dataset:
+    """open_dataset for frame prediction: a clear way out for TFDS's moving_mnist."""
+    try:
+        dataset = open_dataset(name, tfds_dir=tfds_dir)
+    except DatasetError as e:
+        if name.split("/")[0] == "moving_mnist" and importlib.util.find_spec("tensorflow") is None:
+            raise DatasetError(f"cannot open moving_mnist ({e}); {MOVING_MNIST_WAY_OUT}") from None
+        raise
+    if dataset.kind != "video":
+        raise DatasetError(f"{name} is an image dataset; predict-frames needs video clips "
+                           "(--dataset moving-digits)")
+    return dataset
+
+
+def check_frames(cfg: FramesConfig, dataset: Dataset, *, scored: bool = True) -> tuple[int, ...]:
+    """The (H, W, C) of the clips, after checking they fit the config. `scored`: the clips must
+    also hold the output_frames that are scored."""
+    t, h, w, c = dataset.element_shape
+    needed = cfg.input_frames + (cfg.output_frames if scored else 0)
+    if t is None or t < needed:
+        raise DatasetError(
+            f"{dataset.name} has clips of {t} frames; input_frames + output_frames = {needed} "
+            f"(choose a dataset with longer clips, e.g. moving-digits/frames={needed})"
+        )
+    if h is None or w is None or h % cfg.patch_size or w % cfg.patch_size:
+        raise ConfigError(f"frames of {h}x{w} px do not split into patches of {cfg.patch_size} "
+                          "px; --set patch_size=... to a divisor of both")
+    return int(h), int(w), int(c)
+
+
+def make_model(cfg: FramesConfig, channels: int) -> ConvLSTMPredictor:
+    return ConvLSTMPredictor(channels=channels, hidden=tuple(cfg.hidden_channels),
+                             kernel=cfg.kernel_size, patch_size=cfg.patch_size,
+                             shared_weights=cfg.shared_weights, rngs=nnx.Rngs(params=cfg.seed))
+
+
+def make_discriminator(cfg: FramesConfig, channels: int) -> FrameDiscriminator | None:
+    if not cfg.adversarial:
+        return None
+    return FrameDiscriminator(channels=channels, width=cfg.d_channels,
+                              rngs=nnx.Rngs(params=cfg.seed + 1))
+
+
+def make_steps(cfg: FramesConfig, model: nnx.Module, total_steps: int,
+               discriminator: nnx.Module | None = None) -> FramesSteps:
+    spec = optim.OptimizerSpec(
+        name=cfg.optimizer, learning_rate=cfg.learning_rate, weight_decay=cfg.weight_decay,
+        schedule=cfg.schedule, warmup_steps=min(cfg.warmup_steps, max(total_steps - 1, 0)),
+        total_steps=total_steps, grad_clip_norm=cfg.grad_clip_norm,
+    )
+    extra: dict[str, Any] = {}
+    if discriminator is not None:
+        d_spec = optim.OptimizerSpec(name="adam", learning_rate=cfg.d_learning_rate, beta1=0.5)
+        extra = {"d_graphdef": nnx.graphdef(discriminator), "d_tx": optim.build_optimizer(d_spec),
+                 "adversarial_weight": cfg.adversarial_weight, "gdl_weight": cfg.gdl_weight}
+    return FramesSteps(
+        graphdef=nnx.graphdef(model), tx=optim.build_optimizer(spec),
+        schedule=optim.learning_rate_schedule(spec), input_frames=cfg.input_frames,
+        output_frames=cfg.output_frames, loss=cfg.loss,
+        reconstruction_weight=cfg.reconstruction_weight,
+        observed_loss_weight=cfg.observed_loss_weight,
+        scheduled_sampling_steps=cfg.scheduled_sampling_steps, **extra,
+    )

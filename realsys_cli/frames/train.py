@@ -1,0 +1,177 @@
+"""`realsys predict-frames` (training): train_and_evaluate(config, workdir) -> a result dict.
+
+Read top to bottom: input pipeline / resume? / model and optimizer / the shared loop / the final
+per-horizon evaluation and its pictures. The loop (realsys_cli/training/loop.py) brings
+checkpoints with the data position (exact resume), Ctrl-C saving, NaN stops, progress and
+metrics.jsonl; this module brings the frame predictor's steps and its evaluation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from realsys_cli import config as config_lib
+from realsys_cli.data import pipeline
+from realsys_cli.data.dataset import Dataset
+from realsys_cli.errors import CheckpointError
+from realsys_cli.frames import report, setup
+from realsys_cli.frames.config import RESUMABLE_CHANGES, FramesConfig
+from realsys_cli.frames.evaluate import evaluate_state, headline
+from realsys_cli.frames.steps import FramesSteps, count_params, init_state
+from realsys_cli.progress import SILENT, Progress
+from realsys_cli.training import distributed
+from realsys_cli.training.checkpoint import Checkpointer
+from realsys_cli.training.loop import LoopSpec, run_loop
+from realsys_cli.training.metrics import MetricsLog
+
+log = logging.getLogger("realsys")
+
+
+def check_resumable(saved: dict[str, Any], cfg: FramesConfig, workdir: Path) -> None:
+    current = config_lib.config_to_dict(cfg)
+    differ = sorted(k for k in current if k not in RESUMABLE_CHANGES
+                    and _plain(saved.get(k)) != _plain(current[k]))
+    if differ:
+        shown = ", ".join(f"{k} ({saved.get(k)!r} -> {current[k]!r})" for k in differ[:4])
+        raise CheckpointError(
+            f"{workdir} holds a run with another config: {shown}; use another --workdir, "
+            "or the same settings to resume it"
+        )
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, (list, tuple)) else value
+
+
+@dataclasses.dataclass
+class FramesJob:
+    """The frame predictor's part of the shared loop: its step, evaluation, checkpoint JSON."""
+
+    steps: FramesSteps
+    cfg: FramesConfig
+    eval_data: Dataset
+    frame_shape: tuple[int, int, int]
+    mesh: Any
+
+    def __post_init__(self) -> None:
+        self.train_step = self.steps.make_train_step()
+        self.eval_step = self.steps.make_eval_step()
+        self.last_scores: dict[str, Any] = {}
+
+    def evaluate(self, state: dict[str, Any]) -> dict[str, Any]:
+        self.last_scores = evaluate_state(
+            self.eval_step, state["params"], state["rest"],
+            self.eval_data.source(self.eval_data.eval_split), batch_size=self.cfg.batch_size,
+            mesh=self.mesh, limit=self.cfg.eval_limit or None,
+        )
+        return self.last_scores
+
+    def end_of_epoch(self, state: dict[str, Any], epoch: int):
+        scores = self.evaluate(state)
+        mse = float(np.mean(scores["model/mse"]))
+        shown = {"mse": mse, "ssim": float(np.mean(scores["model/ssim"])),
+                 "copy_last_mse": float(np.mean(scores["copy_last/mse"]))}
+        return state, shown, -mse  # best checkpoint = lowest mean MSE per frame
+
+    def checkpoint_meta(self) -> dict[str, Any]:
+        return {"config": config_lib.config_to_dict(self.cfg),
+                "frame_shape": list(self.frame_shape), "eval_dataset": self.eval_data.name}
+
+
+def train_and_evaluate(cfg: FramesConfig, workdir: str | Path, *,
+                       progress: Progress = SILENT) -> dict[str, Any]:
+    # ---------------------------------------------------------------- data and input pipeline
+    workdir = Path(workdir)
+    local_batch = distributed.check_batch_size(cfg.batch_size)
+    dataset = setup.open_video_dataset(cfg.dataset, cfg.tfds_data_dir)
+    frame_shape = setup.check_frames(cfg, dataset)
+    eval_data = dataset
+    if cfg.eval_dataset:
+        eval_data = setup.open_video_dataset(cfg.eval_dataset, cfg.tfds_data_dir)
+        if setup.check_frames(cfg, eval_data) != frame_shape:
+            raise CheckpointError(f"{cfg.eval_dataset} has frames of another shape than "
+                                  f"{cfg.dataset} {frame_shape}")
+    train_source = dataset.source(dataset.train_split)
+    shard = distributed.process_shard()
+    steps_per_epoch = pipeline.steps_per_epoch(len(train_source), local_batch, shard)
+    total_steps = cfg.max_steps or cfg.num_epochs * steps_per_epoch
+
+    # ------------------------------------------------------------------------------- resume?
+    checkpointer = Checkpointer(workdir, max_to_keep=cfg.checkpoints_to_keep)
+    meta = checkpointer.read_meta() if checkpointer.latest_step() is not None else None
+    if meta is not None:
+        check_resumable(meta["config"], cfg, workdir)
+    config_lib.write_config(cfg, workdir)
+
+    # ------------------------------------------------------------------ model and optimizer
+    model = setup.make_model(cfg, frame_shape[2])
+    discriminator = setup.make_discriminator(cfg, frame_shape[2])
+    steps = setup.make_steps(cfg, model, total_steps, discriminator)
+    state = init_state(model, steps.tx, cfg.seed, discriminator=discriminator, d_tx=steps.d_tx)
+    num_params, d_params = count_params(state), count_params(state, "d_params")
+    mesh = distributed.data_mesh()
+    batches = pipeline.train_batches(train_source, batch_size=local_batch, seed=cfg.seed,
+                                     shard=shard)
+    start_step = 0
+    if meta is not None:
+        state, meta = checkpointer.restore(jax.eval_shape(lambda: state))
+        start_step = int(meta["step"])
+        batches.set_state(meta["data_state"])
+        log.info("resuming %s from step %d (epoch %.2f)", workdir, start_step,
+                 start_step / steps_per_epoch)
+    state = distributed.replicate(state, mesh)
+    job = FramesJob(steps, cfg, eval_data, frame_shape, mesh)
+    metrics_log = MetricsLog(workdir)
+    metrics_log.truncate_after(start_step)
+
+    # -------------------------------------------------------------------------------- train
+    spec = LoopSpec(total_steps=total_steps, steps_per_epoch=steps_per_epoch,
+                    log_every_steps=min(cfg.log_every_steps, steps_per_epoch),
+                    images_per_step=cfg.batch_size, progress_keys=("loss", "mse", "d_loss"))
+    t0 = time.perf_counter()
+    result = run_loop(job, state, batches, lambda b: distributed.shard_batch(b, mesh), spec,
+                      start_step=start_step, checkpointer=checkpointer, metrics_log=metrics_log,
+                      progress=progress)
+    train_seconds = time.perf_counter() - t0
+    scores = job.last_scores or job.evaluate(result.state)
+    checkpointer.close()
+
+    # ------------------------------------------------------------------ results and pictures
+    observed, truth, pred = report.sample_predictions(steps, result.state, eval_data, cfg)
+    report.save_predictions(workdir / "predictions.png", observed, truth, pred)
+    report.save_horizon(workdir / "horizon.png", scores, title=(
+        f"trained on {dataset.name} for {result.step} steps; scored on {scores['count']} "
+        f"{eval_data.name} {eval_data.eval_split} clips"))
+    records = metrics_log.read()
+    if records:
+        report.save_curves(records, workdir / "curves.png")
+    summary = {
+        "dataset": dataset.name,
+        "eval_dataset": eval_data.name,
+        "eval_split": eval_data.eval_split,
+        "eval_sequences": scores["count"],
+        "frames_in": cfg.input_frames,
+        "frames_out": cfg.output_frames,
+        "loss": cfg.loss + ("+adversarial+gdl" if cfg.adversarial else ""),
+        "num_params": num_params,
+        **({"discriminator_params": d_params} if cfg.adversarial else {}),
+        "steps": result.step,
+        "epochs": round(result.step / steps_per_epoch, 3),
+        "resumed_from_step": start_step or None,
+        **headline(scores),
+        "train_seconds": round(train_seconds, 2),
+        "train_steps_per_second": round(result.steady_images_per_second / cfg.batch_size, 4),
+        "devices": jax.device_count(),
+        "workdir": str(workdir),
+    }
+    (workdir / "result.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (workdir / "horizon.json").write_text(json.dumps(scores, indent=1) + "\n")
+    return summary

@@ -1,0 +1,62 @@
+"""The GAN's config: every field `--set` can change, with its unit in its name.
+
+Defaults are DCGAN's (Radford et al. 2015, section 3): batch 128, Adam lr 2e-4 with beta1 0.5,
+uniform z of 100 numbers, weights N(0, 0.02), images scaled to [-1, 1].
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+
+@dataclasses.dataclass(frozen=True)
+class GanConfig:
+    # --- data
+    dataset: str = "digits"  # built-in, TFDS name, or a label for --data-dir
+    data_dir: str | None = None  # a local folder ROOT/{train,val}/<class>/*.jpg
+    tfds_data_dir: str | None = None
+    image_size: int = 0  # 28, 32 or 64 px; 0 = the dataset's side (resized to it otherwise)
+    # --- model
+    latent_dim: int = 100  # numbers in z
+    latent_distribution: Literal["uniform", "normal"] = "uniform"  # U(-1, 1) (paper) or N(0, 1)
+    width: int = 64  # ngf = ndf: channels of G's last and D's first hidden layer
+    # --- optimisation (both nets: Adam)
+    batch_size: int = 128  # global, over all devices
+    num_epochs: int = 5
+    max_steps: int = 0  # stop after this many steps; 0 = num_epochs worth
+    learning_rate: float = 2e-4
+    beta1: float = 0.5
+    # --- quality (FID and class coverage on the judge's features)
+    judge: str | None = None  # a train-classifier workdir; None = train one into <workdir>/judge
+    judge_model: str = "lenet"  # the classifier trained when no judge is given
+    judge_epochs: int = 1
+    fid_samples: int = 5000  # generated samples; each real set has as many (if the data allow)
+    fid_every_epochs: int = 1  # FID at the end of every N-th epoch (and always at the end)
+    # --- bookkeeping
+    grid_samples: int = 64  # images in samples/epoch_NNN.png, from a fixed z
+    seed: int = 0
+    log_every_steps: int = 50
+    checkpoints_to_keep: int = 2
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "num_epochs", "latent_dim", "width", "log_every_steps",
+                     "checkpoints_to_keep", "judge_epochs", "grid_samples"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        if self.image_size not in (0, 28, 32, 64):
+            raise ValueError("image_size must be 28, 32 or 64 (or 0 for the dataset's side)")
+        if self.learning_rate <= 0:
+            raise ValueError("learning_rate must be positive")
+        if not 0 <= self.beta1 < 1:
+            raise ValueError("beta1 must be in [0, 1)")
+        if self.fid_samples < 2:
+            raise ValueError("fid_samples must be at least 2")
+        if self.fid_every_epochs < 0:
+            raise ValueError("fid_every_epochs must be >= 0 (0 = only at the end)")
+
+
+# Fields that may differ when a run is resumed: they do not change what was trained so far.
+RESUMABLE_CHANGES = {"num_epochs", "max_steps", "log_every_steps", "tfds_data_dir", "data_dir",
+                     "checkpoints_to_keep", "fid_samples", "fid_every_epochs", "judge",
+                     "judge_model", "judge_epochs", "grid_samples"}

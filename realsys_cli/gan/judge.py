@@ -1,0 +1,152 @@
+"""The judge: a realsys classifier trained on the GAN's dataset, whose features FID is computed on.
+
+`--judge WORKDIR` names a `train-classifier` run; without it the judge is trained first, with
+realsys's own classifier trainer (classifier.train.train_and_evaluate), into <workdir>/judge
+(once: a resumed or repeated run finds it there). The extractor is the classifier's
+penultimate layer (`model.features(x)`: 256 numbers for LeNet), from its best checkpoint, on
+images normalised exactly as it was trained on them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from realsys_cli.classifier.augment import eval_views
+from realsys_cli.classifier.evaluate import TrainedClassifier, load_trained
+from realsys_cli.data.pipeline import resize_square
+from realsys_cli.errors import CheckpointError
+from realsys_cli.progress import SILENT, Progress
+
+log = logging.getLogger("realsys")
+
+_BATCH = 500  # images per call of the jitted extractor (the last batch is padded)
+
+
+@dataclasses.dataclass
+class Judge:
+    """A trained classifier used as a fixed feature extractor and labeller."""
+
+    trained: TrainedClassifier
+    trained_here: bool  # True when train-gan trained it (and said so)
+    test_accuracy: float | None
+
+    def __post_init__(self) -> None:
+        steps = self.trained.steps
+
+        def run(params: Any, rest: Any, images: jax.Array) -> tuple[jax.Array, jax.Array]:
+            model = nnx.merge(steps.graphdef, params, rest, copy=True)
+            x = eval_views(images, steps.augment, steps.stats, False)[0]  # (B, S, S, C)
+            return model.features(x), jax.nn.softmax(model(x, train=False))  # (B, D), (B, K)
+
+        self._run = jax.jit(run)
+        model = self.trained.model()
+        self.feature_dim = int(model.feature_dim)
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.trained.class_names
+
+    @property
+    def in_channels(self) -> int:
+        return self.trained.facts.in_channels
+
+    def describe(self) -> dict[str, Any]:
+        """What the report says about the extractor: which checkpoint, which layer."""
+        t = self.trained
+        return {"workdir": str(t.workdir), "model": t.cfg.model, "dataset": t.cfg.dataset,
+                "checkpoint": f"{t.checkpoint} (step {t.step})",
+                "layer": f"{t.cfg.model}.features: penultimate layer, {self.feature_dim} numbers",
+                "test_accuracy": self.test_accuracy, "trained_by_train_gan": self.trained_here}
+
+    def features_and_probs(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """uint8 (N, S, S, C) -> features (N, D) float64 and probabilities (N, K)."""
+        images = self._fit(np.asarray(images))
+        params, rest = self.trained.state["params"], self.trained.state["rest"]
+        feats, probs = [], []
+        for i in range(0, len(images), _BATCH):
+            chunk = images[i : i + _BATCH]
+            n = len(chunk)
+            if n < _BATCH and len(images) > _BATCH:  # one compiled shape for every call
+                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], _BATCH - n, 0)])
+            f, p = self._run(params, rest, jnp.asarray(chunk))
+            feats.append(np.asarray(f, np.float64)[:n])
+            probs.append(np.asarray(p, np.float64)[:n])
+        return np.concatenate(feats), np.concatenate(probs)
+
+    def _fit(self, images: np.ndarray) -> np.ndarray:
+        """The judge's loader size and channels (the GAN may work at another size)."""
+        if images.shape[-1] != self.in_channels:
+            raise CheckpointError(
+                f"the judge {self.trained.workdir} takes {self.in_channels}-channel images, the "
+                f"GAN makes {images.shape[-1]}-channel ones; give a judge of the same dataset"
+            )
+        size = self.trained.facts.resize_size
+        if images.shape[1] != size:
+            images = np.stack([resize_square(im, size) for im in images])
+        return images
+
+
+def _accuracy(workdir: Path) -> float | None:
+    path = workdir / "result.json"
+    if path.exists():
+        return json.loads(path.read_text()).get("test_accuracy")
+    return None
+
+
+def load_judge(workdir: str | Path, *, trained_here: bool = False) -> Judge:
+    workdir = Path(workdir)
+    return Judge(load_trained(workdir), trained_here, _accuracy(workdir))
+
+
+def check_classes(judge: Judge, class_names: tuple[str, ...], dataset: str) -> None:
+    if class_names and tuple(judge.class_names) != tuple(class_names):
+        raise CheckpointError(
+            f"the judge {judge.trained.workdir} knows classes "
+            f"{', '.join(judge.class_names[:5])}..., {dataset} has "
+            f"{', '.join(class_names[:5])}...; give a classifier trained on {dataset}"
+        )
+
+
+def find_or_train_judge(
+    *,
+    judge: str | None,
+    workdir: Path,
+    dataset: str,
+    data_dir: str | None,
+    tfds_data_dir: str | None,
+    image_size: int,
+    model: str,
+    epochs: int,
+    batch_size: int,
+    seed: int,
+    progress: Progress = SILENT,
+) -> Judge:
+    """--judge WORKDIR, else <workdir>/judge, trained there first if it is not finished."""
+    if judge is not None:
+        return load_judge(judge)
+    from realsys_cli.classifier.config import ClassifierConfig
+    from realsys_cli.classifier.train import train_and_evaluate
+
+    target = workdir / "judge"
+    if (target / "result.json").exists():
+        log.info("judge: the classifier trained earlier in %s", target)
+        return load_judge(target, trained_here=True)
+    log.info("no --judge given: training a %s classifier on %s into %s first (%d epoch%s); "
+             "FID and class coverage are measured on its features", model, dataset, target,
+             epochs, "" if epochs == 1 else "s")
+    cfg = ClassifierConfig(dataset=dataset, data_dir=data_dir, tfds_data_dir=tfds_data_dir,
+                           model=model, image_size=image_size, resize_size=image_size,
+                           num_epochs=epochs, batch_size=batch_size, seed=seed)
+    result = train_and_evaluate(cfg, target, progress=progress)
+    log.info("judge trained in %.0f s: test accuracy %.4f", result["train_seconds"],
+             result["test_accuracy"])
+    return load_judge(target, trained_here=True)

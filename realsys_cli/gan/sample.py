@@ -1,0 +1,195 @@
+"""`realsys sample`: a trained generator's samples, latent walks, and its quality report.
+
+    realsys sample --workdir W -n 64 --out grid.png     an 8x8 grid (by default from the same
+                                                        fixed z as samples/epoch_NNN.png)
+    realsys sample --workdir W --interpolate            walk.gif: n walks through random points
+    realsys sample --workdir W --interpolate --out walk.png   the same walks as a strip PNG
+    realsys sample --workdir W --score                  FID, floor, class coverage (train-gan's)
+
+The latent walk is the DCGAN paper's figure 4 (section 6.1): if moving through z changes the
+images smoothly, with no sharp jumps, G has not memorised its training images. Walks are linear
+for uniform z (as in the paper) and spherical (slerp) for normal z, which keeps the walk where
+normal samples lie.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from realsys_cli import config as config_lib
+from realsys_cli.data.dataset import open_dataset
+from realsys_cli.errors import CheckpointError, ConfigError
+from realsys_cli.gan import quality as quality_lib
+from realsys_cli.gan.config import GanConfig
+from realsys_cli.gan.judge import check_classes, load_judge
+from realsys_cli.gan.steps import GanSteps, build
+from realsys_cli.gan.train import GanFacts
+from realsys_cli.pictures import grid, save_gif, save_grid
+from realsys_cli.training.checkpoint import Checkpointer
+
+
+@dataclasses.dataclass
+class TrainedGan:
+    workdir: Path
+    cfg: GanConfig
+    facts: GanFacts
+    steps: GanSteps
+    state: dict[str, Any]
+    step: int
+    epochs: float
+    checkpoint: str  # "latest" or "best" (lowest FID)
+
+    def sample(self, z: jax.Array) -> np.ndarray:
+        """uint8 (N, S, S, C) for z (N, nz)."""
+        return quality_lib.generate(self.steps.make_sampler(), self.state["g_params"],
+                                    self.state["g_rest"], z)
+
+
+def load_generator(workdir: str | Path, *, best: bool = False) -> TrainedGan:
+    workdir = Path(workdir)
+    config_path = workdir / "config.json"
+    if not workdir.is_dir():
+        raise CheckpointError(f"workdir {workdir} does not exist")
+    if not config_path.exists():
+        raise CheckpointError(f"{workdir} holds no train-gan run (no config.json)")
+    saved = json.loads(config_path.read_text())
+    if "latent_dim" not in saved:
+        raise CheckpointError(f"{workdir} holds a run of another kind, not a train-gan run")
+    cfg = config_lib.config_from_dict(GanConfig, saved)
+    checkpointer = Checkpointer(workdir)
+    if best and checkpointer.read_meta(best=True) is None:
+        raise CheckpointError(f"{workdir} has no best checkpoint (FID is measured at the end "
+                              "of each epoch); use the latest")
+    meta = checkpointer.read_meta(best=best)
+    if meta is None:
+        raise CheckpointError(f"{workdir} has no checkpoint yet (was training interrupted "
+                              "before its first epoch ended?)")
+    facts = GanFacts.from_dict(meta["facts"])
+    steps, template = build(image_size=facts.image_size, channels=facts.channels,
+                            latent_dim=cfg.latent_dim, width=cfg.width,
+                            latent_distribution=cfg.latent_distribution,
+                            learning_rate=cfg.learning_rate, beta1=cfg.beta1, seed=cfg.seed)
+    state, meta = checkpointer.restore(jax.eval_shape(lambda: template), best=best)
+    checkpointer.close()
+    return TrainedGan(workdir, cfg, facts, steps, state, int(meta["step"]),
+                      round(float(meta["epoch"]), 3), "best" if best else "latest")
+
+
+def _z(gan: TrainedGan, seed: int | None, n: int, stream: int) -> jax.Array:
+    """The training's fixed z (seed None) or a fresh one from --seed."""
+    if seed is None:
+        return quality_lib.fixed_z(gan.steps.sample_z, gan.cfg.seed, n, stream)
+    return gan.steps.sample_z(jax.random.key(seed), n)
+
+
+def _header(gan: TrainedGan) -> dict[str, Any]:
+    return {"workdir": str(gan.workdir), "checkpoint": gan.checkpoint, "step": gan.step,
+            "epochs": gan.epochs}
+
+
+def sample_grid(workdir: str | Path, *, n: int, out: str | Path, seed: int | None = None,
+                best: bool = False) -> dict[str, Any]:
+    gan = load_generator(workdir, best=best)
+    images = gan.sample(_z(gan, seed, n, stream=1))  # (n, S, S, C)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_grid(out, images, columns=math.ceil(math.sqrt(n)), min_side=56)
+    return {**_header(gan), "num_samples": n, "image_size": gan.facts.image_size,
+            "out": str(out)}
+
+
+def walk_points(z0: jax.Array, z1: jax.Array, t: jax.Array, spherical: bool) -> jax.Array:
+    """Points between z0 and z1 (B, nz) at fractions t (F,) -> (B, F, nz)."""
+    t = t[None, :, None]
+    a, b = z0[:, None, :], z1[:, None, :]
+    if not spherical:
+        return (1 - t) * a + t * b
+    cos = jnp.sum(a * b, -1, keepdims=True) / (jnp.linalg.norm(a, axis=-1, keepdims=True)
+                                              * jnp.linalg.norm(b, axis=-1, keepdims=True))
+    omega = jnp.arccos(jnp.clip(cos, -1.0, 1.0))
+    sin = jnp.maximum(jnp.sin(omega), 1e-6)
+    return (jnp.sin((1 - t) * omega) * a + jnp.sin(t * omega) * b) / sin
+
+
+def latent_walk(workdir: str | Path, *, n: int, out: str | Path, points: int, frames: int,
+                seed: int | None = None, best: bool = False) -> dict[str, Any]:
+    """n walks through `points` random z, `frames` steps between two points.
+
+    A .gif plays all walks side by side and loops back to its first point; any other suffix
+    gives a strip PNG with one walk per row."""
+    if points < 2 or frames < 1:
+        raise ConfigError("a walk needs --points >= 2 and --frames >= 1")
+    gan = load_generator(workdir, best=best)
+    out = Path(out)
+    as_gif = out.suffix.lower() == ".gif"
+    key = jax.random.key(gan.cfg.seed + 3 if seed is None else seed)
+    anchors = gan.steps.sample_z(key, n * points).reshape(n, points, -1)  # (n, P, nz)
+    if as_gif:
+        anchors = jnp.concatenate([anchors, anchors[:, :1]], axis=1)  # close the loop
+    t = jnp.arange(frames) / frames  # the end point is the next leg's start
+    spherical = gan.cfg.latent_distribution == "normal"
+    legs = [walk_points(anchors[:, i], anchors[:, i + 1], t, spherical)
+            for i in range(anchors.shape[1] - 1)]
+    path = jnp.concatenate(legs, axis=1)  # (n, L, nz)
+    if not as_gif:
+        path = jnp.concatenate([path, anchors[:, -1:]], axis=1)  # end on the last point
+    length = path.shape[1]
+    images = gan.sample(path.reshape(n * length, -1))
+    images = images.reshape(n, length, *images.shape[1:])  # (n, L, S, S, C)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if as_gif:
+        sheets = [grid(images[:, f], columns=min(n, 8), min_side=56) for f in range(length)]
+        save_gif(out, sheets, fps=8)
+    else:
+        save_grid(out, images.reshape(n * length, *images.shape[2:]), columns=length,
+                  min_side=56)
+    return {**_header(gan), "walks": n, "points": points, "frames_between_points": frames,
+            "images_per_walk": length, "interpolation": "slerp" if spherical else "linear",
+            "out": str(out)}
+
+
+def score(workdir: str | Path, *, judge: str | None = None, num_samples: int | None = None,
+          best: bool = False) -> dict[str, Any]:
+    """train-gan's quality report for a saved generator (the same z and real sets)."""
+    gan = load_generator(workdir, best=best)
+    cfg = gan.cfg
+    judge_dir = judge or cfg.judge or gan.workdir / "judge"
+    if not (Path(judge_dir) / "config.json").exists():
+        raise CheckpointError(f"no judge classifier in {judge_dir}; pass --judge WORKDIR (a "
+                              "train-classifier run on the same dataset)")
+    the_judge = load_judge(judge_dir, trained_here=judge is None and cfg.judge is None)
+    check_classes(the_judge, gan.facts.class_names, cfg.dataset)
+    dataset = open_dataset(cfg.dataset, data_dir=cfg.data_dir, tfds_dir=cfg.tfds_data_dir)
+    meter = quality_lib.QualityMeter.build(
+        the_judge, dataset.source(dataset.train_split), image_size=gan.facts.image_size,
+        num_samples=num_samples or cfg.fid_samples, seed=cfg.seed)
+    z = quality_lib.fixed_z(gan.steps.sample_z, cfg.seed, meter.num_samples, stream=2)
+    quality = meter.measure(gan.sample(z))
+    sampler = gan.steps.make_sampler()
+    _, untrained = build(image_size=gan.facts.image_size, channels=gan.facts.channels,
+                         latent_dim=cfg.latent_dim, width=cfg.width,
+                         latent_distribution=cfg.latent_distribution,
+                         learning_rate=cfg.learning_rate, beta1=cfg.beta1, seed=cfg.seed)
+    fid_untrained = meter.measure(quality_lib.generate(
+        sampler, untrained["g_params"], untrained["g_rest"], z))["fid"]
+    declared = meter.declared()
+    result_path = gan.workdir / "result.json"
+    trained = json.loads(result_path.read_text()) if result_path.exists() else {}
+    return {**_header(gan), "train_seconds": trained.get("train_seconds"),
+            "dataset": cfg.dataset, "fid": quality["fid"],
+            "fid_real_floor": declared.pop("fid_real_floor"), "fid_untrained": fid_untrained,
+            "fid_ratio": quality["fid"] / fid_untrained if fid_untrained > 0 else None,
+            **{k: declared[k] for k in ("num_samples", "num_real_samples")},
+            "class_coverage": quality["class_coverage"],
+            "min_class_share": quality["min_class_share"],
+            "confident_fraction": quality["confident_fraction"],
+            "real_confident_fraction": declared["real_confident_fraction"],
+            "judge": declared["judge"]}

@@ -1,0 +1,191 @@
+"""DCGAN's jitted train step (one D update, then one G update) and its sampler.
+
+The state is a dict of arrays (jit donates it, orbax saves it as it is):
+
+  {"g_params", "g_rest": the generator's nnx.State (Params / BatchNorm statistics),
+   "d_params", "d_rest": the discriminator's, "g_opt", "d_opt": Adam states,
+   "step": int32 (), "key": PRNG key ()}
+
+One step (Goodfellow et al. 2014, Algorithm 1 with k = 1, and the non-saturating G loss of its
+section 3; Radford et al. 2015 for the rest):
+
+  1. z ~ U(-1, 1) or N(0, 1), (B, nz); fake = G(z) with batch statistics, run once (jax.vjp);
+  2. D: minimise -log D(x) - log(1 - D(G(z))) on a real and a (detached) fake batch, each
+     normalised with its own batch statistics, as pytorch/examples dcgan does;
+  3. G: minimise -log D(G(z)) through the updated D; D's weights get no gradient.
+
+Images are uint8 in the batch and [-1, 1] floats in the nets (G ends in tanh).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+State = dict[str, Any]
+
+
+def discriminator_loss(real_logits: jax.Array, fake_logits: jax.Array) -> jax.Array:
+    """-mean log D(x) - mean log(1 - D(G(z))): BCE(real, 1) + BCE(fake, 0), logits (B,)."""
+    return jnp.mean(jax.nn.softplus(-real_logits)) + jnp.mean(jax.nn.softplus(fake_logits))
+
+
+def generator_loss(fake_logits: jax.Array) -> jax.Array:
+    """The non-saturating loss -mean log D(G(z)): strong gradients while D wins."""
+    return jnp.mean(jax.nn.softplus(-fake_logits))
+
+
+def to_unit_range(images: jax.Array) -> jax.Array:
+    """uint8 [0, 255] -> float32 [-1, 1]."""
+    return images.astype(jnp.float32) / 127.5 - 1.0
+
+
+def to_uint8(images: jax.Array) -> jax.Array:
+    """float [-1, 1] -> uint8 [0, 255], rounded."""
+    return jnp.clip(jnp.round((images + 1.0) * 127.5), 0, 255).astype(jnp.uint8)
+
+
+def batch_spread(images: jax.Array) -> jax.Array:
+    """How different the images of a batch are: the per-pixel std over the batch, averaged.
+
+    (B, H, W, C) -> (). Nearly identical samples (mode collapse) give ~0."""
+    return jnp.mean(jnp.std(images, axis=0))
+
+
+def init_state(generator: nnx.Module, discriminator: nnx.Module,
+               tx: optax.GradientTransformation, seed: int) -> State:
+    _, g_params, g_rest = nnx.split(generator, nnx.Param, ...)
+    _, d_params, d_rest = nnx.split(discriminator, nnx.Param, ...)
+    return {"g_params": g_params, "g_rest": g_rest, "g_opt": tx.init(g_params),
+            "d_params": d_params, "d_rest": d_rest, "d_opt": tx.init(d_params),
+            "step": jnp.zeros((), jnp.int32), "key": jax.random.key(seed)}
+
+
+def count_params(state: State) -> tuple[int, int]:
+    """(generator, discriminator) parameter counts."""
+    return tuple(int(sum(x.size for x in jax.tree.leaves(state[k])))
+                 for k in ("g_params", "d_params"))
+
+
+def adam(learning_rate: float, beta1: float) -> optax.GradientTransformation:
+    return optax.adam(learning_rate, b1=beta1)
+
+
+@dataclasses.dataclass(frozen=True)
+class GanSteps:
+    """Everything the steps close over; the make_* methods jit them."""
+
+    g_graphdef: Any
+    d_graphdef: Any
+    tx: optax.GradientTransformation
+    latent_dim: int
+    latent_distribution: str = "uniform"
+
+    def sample_z(self, key: jax.Array, n: int) -> jax.Array:
+        """(n, latent_dim) float32 from U(-1, 1) or N(0, 1)."""
+        if self.latent_distribution == "normal":
+            return jax.random.normal(key, (n, self.latent_dim))
+        return jax.random.uniform(key, (n, self.latent_dim), minval=-1.0, maxval=1.0)
+
+    def generate(self, g_params: Any, g_rest: Any, z: jax.Array, *,
+                 train: bool = False) -> tuple[jax.Array, Any]:
+        """z (B, nz) -> images (B, S, S, C) in [-1, 1], and G's updated non-Param state."""
+        g = nnx.merge(self.g_graphdef, g_params, g_rest, copy=True)
+        return g(z, train=train), nnx.state(g, nnx.Not(nnx.Param))
+
+    def judge(self, d_params: Any, d_rest: Any, images: jax.Array) -> tuple[jax.Array, Any]:
+        """images (B, S, S, C) in [-1, 1] -> D's logits (B,) with batch statistics."""
+        d = nnx.merge(self.d_graphdef, d_params, d_rest, copy=True)
+        return d(images, train=True), nnx.state(d, nnx.Not(nnx.Param))
+
+    def train_step(self, state: State, batch: dict[str, jax.Array]) -> tuple[State, dict]:
+        real = to_unit_range(batch["image"])  # (B, S, S, C)
+        key = jax.random.fold_in(state["key"], state["step"])
+        z = self.sample_z(key, real.shape[0])  # (B, nz)
+
+        def forward(g_params: Any) -> tuple[jax.Array, Any]:
+            return self.generate(g_params, state["g_rest"], z, train=True)
+
+        fake, g_pullback, g_rest = jax.vjp(forward, state["g_params"], has_aux=True)
+
+        # ---- D: real -> 1, detached fake -> 0
+        def d_loss_fn(d_params: Any):
+            real_logits, rest = self.judge(d_params, state["d_rest"], real)
+            fake_logits, rest = self.judge(d_params, rest, jax.lax.stop_gradient(fake))
+            return discriminator_loss(real_logits, fake_logits), (real_logits, fake_logits, rest)
+
+        (d_loss, (real_logits, fake_logits, d_rest)), d_grads = jax.value_and_grad(
+            d_loss_fn, has_aux=True)(state["d_params"])
+        d_updates, d_opt = self.tx.update(d_grads, state["d_opt"], state["d_params"])
+        d_params = optax.apply_updates(state["d_params"], d_updates)
+
+        # ---- G: fake -> 1 through the updated D (gradient to the images only)
+        def g_loss_fn(images: jax.Array):
+            logits, _ = self.judge(d_params, d_rest, images)
+            return generator_loss(logits)
+
+        g_loss, d_fake_images = jax.value_and_grad(g_loss_fn)(fake)
+        (g_grads,) = g_pullback(d_fake_images)
+        g_updates, g_opt = self.tx.update(g_grads, state["g_opt"], state["g_params"])
+        g_params = optax.apply_updates(state["g_params"], g_updates)
+
+        metrics = {
+            "d_loss": d_loss,
+            "g_loss": g_loss,
+            "d_real": jnp.mean(jax.nn.sigmoid(real_logits)),  # D(x), before its update
+            "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits)),  # D(G(z))
+            "spread": batch_spread(fake) / jnp.maximum(batch_spread(real), 1e-6),
+        }
+        new_state = dict(state, g_params=g_params, g_rest=g_rest, g_opt=g_opt,
+                         d_params=d_params, d_rest=d_rest, d_opt=d_opt, step=state["step"] + 1)
+        return new_state, metrics
+
+    def make_train_step(self) -> Callable:
+        return jax.jit(self.train_step, donate_argnums=0)
+
+    def make_sampler(self) -> Callable:
+        """(g_params, g_rest, z) -> uint8 images (B, S, S, C), G with its running statistics."""
+
+        def sample(g_params: Any, g_rest: Any, z: jax.Array) -> jax.Array:
+            return to_uint8(self.generate(g_params, g_rest, z, train=False)[0])
+
+        return jax.jit(sample)
+
+
+def build(*, image_size: int, channels: int, latent_dim: int, width: int,
+          latent_distribution: str, learning_rate: float, beta1: float,
+          seed: int) -> tuple[GanSteps, State]:
+    """The two nets, their steps and the initial state (same seed, same weights)."""
+    from realsys_cli.models.dcgan import Discriminator, Generator
+
+    rngs = nnx.Rngs(params=seed)
+    generator = Generator(latent_dim=latent_dim, image_size=image_size, channels=channels,
+                          width=width, rngs=rngs)
+    discriminator = Discriminator(image_size=image_size, channels=channels, width=width,
+                                  rngs=rngs)
+    tx = adam(learning_rate, beta1)
+    steps = GanSteps(nnx.graphdef(generator), nnx.graphdef(discriminator), tx, latent_dim,
+                     latent_distribution)
+    return steps, init_state(generator, discriminator, tx, seed)
+
+
+def bench_workload(batch_size: int) -> dict[str, Any]:
+    """The bench's `dcgan` workload (bench/jax_worker.py): 64x64x3, nz 100, ngf = ndf = 64,
+    Adam 2e-4 beta1 0.5; one D step on real + fake and one G step, normal z as the peer."""
+    steps, state = build(image_size=64, channels=3, latent_dim=100, width=64,
+                         latent_distribution="normal", learning_rate=2e-4, beta1=0.5, seed=0)
+    rng = np.random.default_rng(0)
+    batch = {"image": jnp.asarray(rng.integers(0, 256, (batch_size, 64, 64, 3), np.uint8))}
+
+    def step(carry: State) -> State:
+        return steps.train_step(carry, batch)[0]
+
+    return {"step": jax.jit(step, donate_argnums=0), "carry": state,
+            "params": list(count_params(state)), "units_per_step": 1, "unit": "step"}

@@ -1,0 +1,278 @@
+"""`realsys train-gan`: train_and_evaluate(config, workdir) -> a result dict.
+
+Read top to bottom: input pipeline / resume? / the judge and the real reference / nets and
+optimizers (and the untrained generator's FID) / the loop / the quality report and pictures.
+The loop is the shared one (training.loop.run_loop): logging, NaN stop, Ctrl-C, checkpoints with
+the data position and exact resume. This file adds, at the end of every epoch, a grid of samples
+from a fixed z (samples/epoch_NNN.png), a collapse check, and FID on the judge's features.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from realsys_cli import config as config_lib
+from realsys_cli.data import pipeline
+from realsys_cli.data.dataset import Dataset, open_dataset
+from realsys_cli.errors import CheckpointError, DatasetError
+from realsys_cli.gan import quality as quality_lib
+from realsys_cli.gan.config import RESUMABLE_CHANGES, GanConfig
+from realsys_cli.gan.judge import check_classes, find_or_train_judge
+from realsys_cli.gan.report import save_losses, save_samples
+from realsys_cli.gan.steps import (
+    GanSteps,
+    batch_spread,
+    build,
+    count_params,
+    discriminator_loss,
+    to_unit_range,
+)
+from realsys_cli.models.dcgan import check_image_size
+from realsys_cli.progress import SILENT, Progress
+from realsys_cli.training import distributed
+from realsys_cli.training.checkpoint import Checkpointer
+from realsys_cli.training.loop import LoopSpec, run_loop
+from realsys_cli.training.metrics import MetricsLog
+
+log = logging.getLogger("realsys")
+
+COLLAPSE_D_LOSS = 0.05  # D tells every fake from every real: G gets no useful signal
+COLLAPSE_SPREAD = 0.15  # samples differ 7x less than real images do: nearly identical
+
+
+def collapse_reasons(d_loss: float, spread: float) -> list[str]:
+    """Why training looks collapsed (empty when it does not), from D's loss on a real and a
+    generated batch and the samples' spread relative to real images'."""
+    why = []
+    if d_loss < COLLAPSE_D_LOSS:
+        why.append(f"D loss {d_loss:.3g} is near 0 (D tells every sample from real data)")
+    if spread < COLLAPSE_SPREAD:
+        why.append(f"the samples are nearly identical (they vary {spread:.2f}x as much as "
+                   "real images)")
+    return why
+
+
+@dataclasses.dataclass(frozen=True)
+class GanFacts:
+    """What the nets are sized from, saved in every checkpoint."""
+
+    dataset: str
+    image_size: int
+    channels: int
+    class_names: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> GanFacts:
+        return cls(d["dataset"], int(d["image_size"]), int(d["channels"]),
+                   tuple(d["class_names"]))
+
+
+def gan_facts(cfg: GanConfig, dataset: Dataset) -> GanFacts:
+    if dataset.kind != "image":
+        raise DatasetError(f"{dataset.name} is a video dataset; train-gan needs images")
+    h, w, c = dataset.element_shape
+    size = cfg.image_size or (h if h == w else None)
+    if size is None:
+        raise DatasetError(f"{dataset.name} has images of varying size; pick one with "
+                           "--set image_size=64 (or 32, 28)")
+    check_image_size(size)
+    if c not in (1, 3):
+        raise DatasetError(f"{dataset.name} has {c} channels; realsys needs 1 or 3")
+    return GanFacts(dataset.name, int(size), int(c), tuple(dataset.class_names))
+
+
+def check_resumable(saved: dict[str, Any], cfg: GanConfig, workdir: Path) -> None:
+    current = config_lib.config_to_dict(cfg)
+    differ = sorted(k for k in current if k not in RESUMABLE_CHANGES
+                    and saved.get(k) != current[k])
+    if differ:
+        shown = ", ".join(f"{k} ({saved.get(k)!r} -> {current[k]!r})" for k in differ[:4])
+        raise CheckpointError(f"{workdir} holds a run with another config: {shown}; use another "
+                              "--workdir, or the same settings to resume it")
+
+
+@dataclasses.dataclass
+class GanJob:
+    """The GAN's part of the shared loop: its step, its end-of-epoch pictures and measures."""
+
+    steps: GanSteps
+    cfg: GanConfig
+    facts: GanFacts
+    workdir: Path
+    meter: quality_lib.QualityMeter
+    total_steps: int
+    real_probe: jax.Array  # uint8 (grid_samples, S, S, C) real images, for the collapse check
+
+    def __post_init__(self) -> None:
+        self.train_step = self.steps.make_train_step()
+        self.sampler = self.steps.make_sampler()
+        self.grid_z = quality_lib.fixed_z(self.steps.sample_z, self.cfg.seed,
+                                          self.cfg.grid_samples, stream=1)
+        self.fid_z = quality_lib.fixed_z(self.steps.sample_z, self.cfg.seed,
+                                         self.meter.num_samples, stream=2)
+        self.last_quality: dict[str, Any] | None = None
+        self.last_quality_step = -1
+        self.last_grid: Path | None = None
+
+        def probe(d_params: Any, d_rest: Any, real: jax.Array, fake: jax.Array):
+            real, fake = to_unit_range(real), to_unit_range(fake)
+            real_logits, _ = self.steps.judge(d_params, d_rest, real)
+            fake_logits, _ = self.steps.judge(d_params, d_rest, fake)
+            return (discriminator_loss(real_logits, fake_logits),
+                    batch_spread(fake) / jnp.maximum(batch_spread(real), 1e-6))
+
+        self._probe = jax.jit(probe)
+
+    def measure(self, state: dict[str, Any]) -> dict[str, Any]:
+        images = quality_lib.generate(self.sampler, state["g_params"], state["g_rest"],
+                                      self.fid_z)
+        self.last_quality = self.meter.measure(images)
+        self.last_quality_step = int(state["step"])
+        return self.last_quality
+
+    def end_of_epoch(self, state: dict[str, Any], epoch: int):
+        grid = quality_lib.generate(self.sampler, state["g_params"], state["g_rest"],
+                                    self.grid_z)
+        self.last_grid = self.workdir / "samples" / f"epoch_{epoch:03d}.png"
+        save_samples(self.last_grid, grid)
+        d_loss, spread = (float(v) for v in self._probe(state["d_params"], state["d_rest"],
+                                                        self.real_probe, jnp.asarray(grid)))
+        shown: dict[str, float] = {"d_loss": d_loss, "spread": spread}
+        self._warn_if_collapsed(epoch, d_loss, spread)
+        best = None
+        every = self.cfg.fid_every_epochs
+        if (every and epoch % every == 0) or int(state["step"]) >= self.total_steps:
+            q = self.measure(state)
+            shown.update(fid=q["fid"], confident_fraction=q["confident_fraction"],
+                         min_class_share=q["min_class_share"])
+            best = -q["fid"]
+        return state, shown, best
+
+    def _warn_if_collapsed(self, epoch: int, d_loss: float, spread: float) -> None:
+        why = collapse_reasons(d_loss, spread)
+        if why:
+            log.warning("training may have collapsed at epoch %d: %s; see %s. Resume from an "
+                        "earlier checkpoint or retry with another --seed or a lower --lr",
+                        epoch, "; ".join(why), self.last_grid)
+
+    def checkpoint_meta(self) -> dict[str, Any]:
+        return {"config": config_lib.config_to_dict(self.cfg), "facts": self.facts.to_dict(),
+                "dataset": self.facts.dataset}
+
+
+def _real_probe(source: Any, n: int, image_size: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed + 7)
+    idx = rng.choice(len(source), size=min(n, len(source)), replace=False)
+    return np.stack([pipeline.resize_square(source[int(i)]["image"], image_size) for i in idx])
+
+
+def train_and_evaluate(cfg: GanConfig, workdir: str | Path, *,
+                       progress: Progress = SILENT) -> dict[str, Any]:
+    # ---------------------------------------------------------------------- input pipeline
+    workdir = Path(workdir)
+    local_batch = distributed.check_batch_size(cfg.batch_size)
+    dataset = open_dataset(cfg.dataset, data_dir=cfg.data_dir, tfds_dir=cfg.tfds_data_dir)
+    facts = gan_facts(cfg, dataset)
+    train_source = dataset.source(dataset.train_split)
+    steps_per_epoch = pipeline.steps_per_epoch(len(train_source), local_batch)
+    total_steps = cfg.max_steps or cfg.num_epochs * steps_per_epoch
+
+    # ------------------------------------------------------------------------------ resume?
+    checkpointer = Checkpointer(workdir, max_to_keep=cfg.checkpoints_to_keep)
+    meta = checkpointer.read_meta() if checkpointer.latest_step() is not None else None
+    if meta is not None:
+        check_resumable(meta["config"], cfg, workdir)
+    config_lib.write_config(cfg, workdir)
+
+    # ------------------------------------------------------- the judge and the real reference
+    t_judge = time.perf_counter()
+    judge = find_or_train_judge(
+        judge=cfg.judge, workdir=workdir, dataset=cfg.dataset, data_dir=cfg.data_dir,
+        tfds_data_dir=cfg.tfds_data_dir, image_size=facts.image_size, model=cfg.judge_model,
+        epochs=cfg.judge_epochs, batch_size=cfg.batch_size, seed=cfg.seed, progress=progress)
+    check_classes(judge, facts.class_names, cfg.dataset)
+    judge_seconds = time.perf_counter() - t_judge
+    meter = quality_lib.QualityMeter.build(judge, train_source, image_size=facts.image_size,
+                                           num_samples=cfg.fid_samples, seed=cfg.seed)
+
+    # --------------------------------------------------------------- nets and optimizers
+    steps, state = build(image_size=facts.image_size, channels=facts.channels,
+                         latent_dim=cfg.latent_dim, width=cfg.width,
+                         latent_distribution=cfg.latent_distribution,
+                         learning_rate=cfg.learning_rate, beta1=cfg.beta1, seed=cfg.seed)
+    g_count, d_count = count_params(state)
+    probe = _real_probe(train_source, cfg.grid_samples, facts.image_size, cfg.seed)
+    job = GanJob(steps, cfg, facts, workdir, meter, total_steps, jnp.asarray(probe))
+    fid_untrained = job.measure(state)["fid"]  # the same measure, before any step
+    log.info("FID of the untrained generator %.4g; real-vs-real floor %.4g (%d samples each, "
+             "%s)", fid_untrained, meter.floor, meter.num_samples, judge.describe()["layer"])
+    batches = pipeline.train_batches(train_source, batch_size=local_batch, seed=cfg.seed,
+                                     image_size=facts.image_size)
+    start_step = 0
+    if meta is not None:
+        state, meta = checkpointer.restore(jax.eval_shape(lambda: state))
+        start_step = int(meta["step"])
+        batches.set_state(meta["data_state"])
+        log.info("resuming %s from step %d (epoch %.2f)", workdir, start_step,
+                 start_step / steps_per_epoch)
+    mesh = distributed.data_mesh()
+    state = distributed.replicate(state, mesh)
+    metrics_log = MetricsLog(workdir)
+    metrics_log.truncate_after(start_step)
+
+    # ------------------------------------------------------------------------------- train
+    spec = LoopSpec(total_steps=total_steps, steps_per_epoch=steps_per_epoch,
+                    log_every_steps=min(cfg.log_every_steps, steps_per_epoch),
+                    images_per_step=1, progress_keys=("d_loss", "g_loss", "d_real", "d_fake"))
+    result = run_loop(job, state, batches, lambda b: distributed.shard_batch(b, mesh), spec,
+                      start_step=start_step, checkpointer=checkpointer, metrics_log=metrics_log,
+                      progress=progress)
+    checkpointer.close()
+
+    # ------------------------------------------------------------ quality report and pictures
+    quality = (job.last_quality if job.last_quality_step == result.step
+               else job.measure(result.state))
+    save_losses(metrics_log.read(), workdir / "losses.png", fid_floor=meter.floor,
+                fid_untrained=fid_untrained)
+    summary = {
+        "dataset": dataset.name,
+        "image_size": facts.image_size,
+        "channels": facts.channels,
+        "latent_dim": cfg.latent_dim,
+        "latent_distribution": cfg.latent_distribution,
+        "g_params": g_count,
+        "d_params": d_count,
+        "epochs": round(result.step / steps_per_epoch, 3),
+        "steps": result.step,
+        "resumed_from_step": start_step or None,
+        "fid": quality["fid"],
+        "fid_real_floor": meter.floor,
+        "fid_untrained": fid_untrained,
+        "fid_ratio": quality["fid"] / fid_untrained if fid_untrained > 0 else None,
+        "num_samples": meter.num_samples,
+        "num_real_samples": meter.num_samples,
+        "class_coverage": quality["class_coverage"],
+        "min_class_share": quality["min_class_share"],
+        "confident_fraction": quality["confident_fraction"],
+        "real_confident_fraction": meter.real_confident_fraction,
+        "judge": judge.describe(),
+        "judge_seconds": round(judge_seconds, 2),
+        "train_seconds": round(result.train_seconds, 2),
+        "steps_per_second": round(result.steady_images_per_second, 3),
+        "samples": str(job.last_grid) if job.last_grid else None,
+        "workdir": str(workdir),
+    }
+    (workdir / "result.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary

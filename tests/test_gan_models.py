@@ -1,0 +1,155 @@
+"""DCGAN's nets, transposed convolution, losses and FID, checked against references and hand
+computations (no training here: see test_gan_train.py)."""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from realsys_cli.errors import ConfigError
+from realsys_cli.gan import fid
+from realsys_cli.gan.steps import build, discriminator_loss, generator_loss, to_uint8
+from realsys_cli.models.dcgan import Discriminator, Generator, conv_transpose, count
+
+
+@pytest.mark.parametrize("size,channels", [(28, 1), (32, 3), (64, 3), (64, 1)])
+def test_output_shapes_for_every_supported_size(size, channels):
+    rngs = nnx.Rngs(params=0)
+    g = Generator(latent_dim=10, image_size=size, channels=channels, width=4, rngs=rngs)
+    d = Discriminator(image_size=size, channels=channels, width=4, rngs=rngs)
+
+    @nnx.jit
+    def forward(g, d, z):
+        images = g(z, train=True)
+        return images, d(images, train=True)
+
+    images, logits = forward(g, d, jnp.linspace(-1, 1, 30).reshape(3, 10))
+    assert images.shape == (3, size, size, channels)
+    assert 0 < float(jnp.max(jnp.abs(images))) <= 1.0  # tanh output
+    assert logits.shape == (3,) and logits.dtype == jnp.float32
+    # N(0, 0.02) init (the paper's): the largest kernel's std, to within sampling error.
+    kernel = np.asarray(d.downs[-1].kernel[...] if len(d.downs) else g.project.kernel[...])
+    assert abs(kernel.std() - 0.02) < 2e-3 and abs(kernel.mean()) < 2e-3
+
+
+def test_unsupported_size_is_a_config_error():
+    with pytest.raises(ConfigError, match="28, 32, 64"):
+        Generator(image_size=48, rngs=nnx.Rngs(0))
+
+
+def test_64px_nets_have_the_bench_parameter_counts():
+    """peer_torch.py's DCGAN: G 3,576,704 / D 2,765,568 (nz 100, ngf = ndf = 64, no biases)."""
+    g = nnx.eval_shape(lambda: Generator(latent_dim=100, image_size=64, channels=3, width=64,
+                                         rngs=nnx.Rngs(0)))
+    d = nnx.eval_shape(lambda: Discriminator(image_size=64, channels=3, width=64,
+                                             rngs=nnx.Rngs(0)))
+    assert count(g) == 3_576_704
+    assert count(d) == 2_765_568
+    assert g.ups[0].kernel.shape == (4, 4, 256, 512)  # 8x8x512 -> 16x16x256
+
+
+def _reference(x, kernel, stride, padding):
+    k = kernel.shape[0]
+    pad = ((k - 1 - padding, k - 1 - padding),) * 2
+    return jax.lax.conv_transpose(x, kernel, (stride, stride), pad,
+                                  dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                                  transpose_kernel=True)
+
+
+@pytest.mark.parametrize("stride,padding,side", [(2, 1, 5), (1, 0, 1), (2, 0, 3)])
+def test_conv_transpose_matches_lax_values_and_gradients(stride, padding, side):
+    rng = np.random.default_rng(side)
+    x = jnp.asarray(rng.normal(size=(2, side, side + 1, 3)), jnp.float32)
+    kernel = jnp.asarray(rng.normal(size=(4, 4, 5, 3)), jnp.float32)
+    out_shape = (2, (side - 1) * stride - 2 * padding + 4, side * stride - 2 * padding + 4, 5)
+    weights = jnp.asarray(rng.normal(size=out_shape), jnp.float32)
+
+    @jax.jit
+    def both(x, kernel):
+        def loss(fn):
+            return lambda x, k: jnp.sum(jnp.tanh(fn(x, k, stride, padding)) * weights)
+
+        return ((conv_transpose(x, kernel, stride, padding),
+                 jax.grad(loss(conv_transpose), argnums=(0, 1))(x, kernel)),
+                (_reference(x, kernel, stride, padding),
+                 jax.grad(loss(_reference), argnums=(0, 1))(x, kernel)))
+
+    (ours, ours_g), (ref, ref_g) = both(x, kernel)
+    assert ours.shape == ref.shape == out_shape
+    np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-5)
+    for a, b in zip(ours_g, ref_g):  # d/dx and d/dkernel
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_losses_on_hand_made_logits():
+    ln2, ln3 = math.log(2.0), math.log(3.0)
+    real, fake = jnp.array([0.0, ln3]), jnp.array([0.0, -ln3])
+    # D: mean(-log sigmoid(real)) + mean(-log(1 - sigmoid(fake)))
+    #  = (ln 2 + ln 4/3) / 2 + (ln 2 + ln 4/3) / 2
+    assert float(discriminator_loss(real, fake)) == pytest.approx(ln2 + math.log(4 / 3),
+                                                                  rel=1e-6)
+    # G (non-saturating): mean(-log sigmoid(fake)) = (ln 2 + ln 4) / 2
+    assert float(generator_loss(fake)) == pytest.approx(1.5 * ln2, rel=1e-6)
+    # Saturated logits stay finite and near their limits.
+    big = jnp.array([1000.0, -1000.0])
+    assert float(discriminator_loss(big[:1], big[1:])) == pytest.approx(0.0, abs=1e-6)
+    assert float(generator_loss(big[1:])) == pytest.approx(1000.0)
+
+
+def test_to_uint8_maps_the_tanh_range():
+    out = np.asarray(to_uint8(jnp.array([-1.0, 0.0, 1.0, 2.0, -3.0])))
+    assert out.tolist() == [0, 128, 255, 255, 0]
+
+
+def test_one_step_changes_both_nets_and_stays_finite():
+    steps, state = build(image_size=28, channels=1, latent_dim=16, width=4,
+                         latent_distribution="normal", learning_rate=2e-4, beta1=0.5, seed=0)
+    before = {k: jax.tree.map(np.asarray, state[k]) for k in ("g_params", "d_params", "g_rest")}
+    images = np.random.default_rng(0).integers(0, 256, (8, 28, 28, 1), np.uint8)
+    new, metrics = steps.make_train_step()(state, {"image": jnp.asarray(images)})
+    for key in ("g_params", "d_params"):
+        old_leaves, new_leaves = jax.tree.leaves(before[key]), jax.tree.leaves(new[key])
+        assert all(np.isfinite(np.asarray(b)).all() for b in new_leaves)
+        changed = [not np.array_equal(a, np.asarray(b)) for a, b in zip(old_leaves, new_leaves)]
+        assert all(changed), key  # every tensor of both nets moved
+    # G's BatchNorm running statistics moved too (it ran in training mode).
+    assert not all(np.array_equal(a, np.asarray(b)) for a, b in
+                   zip(jax.tree.leaves(before["g_rest"]), jax.tree.leaves(new["g_rest"])))
+    assert int(new["step"]) == 1
+    values = {k: float(v) for k, v in metrics.items()}
+    assert all(math.isfinite(v) for v in values.values())
+    assert 0 < values["d_real"] < 1 and 0 < values["d_fake"] < 1 and values["spread"] > 0
+    # D's loss is BCE(real, 1) + BCE(fake, 0): near 2 ln 2 for an untrained D.
+    assert values["d_loss"] == pytest.approx(2 * math.log(2), abs=0.3)
+
+
+def test_fid_of_a_set_against_itself_is_zero_and_grows_with_a_shift():
+    x = np.random.default_rng(0).normal(size=(2000, 6)) @ np.diag([1, 2, 3, 1, 0.5, 1])
+    assert fid.fid(x, x) == pytest.approx(0.0, abs=1e-6)
+    shifts = [0.1, 0.5, 2.0]
+    values = [fid.fid(x, x + s) for s in shifts]
+    # Same covariance: FID is exactly the squared distance of the means, 6 s^2.
+    for s, v in zip(shifts, values):
+        assert v == pytest.approx(6 * s * s, rel=1e-5)
+    assert values == sorted(values)
+    # Scaling by 2: ||mu||^2 + Tr(S + 4S - 2 (4 S^2)^(1/2)) = ||mu||^2 + Tr(S).
+    expected = np.sum(x.mean(0) ** 2) + np.trace(np.cov(x, rowvar=False))
+    assert fid.fid(x, 2 * x) == pytest.approx(expected, rel=1e-6)
+
+
+def test_fid_with_fewer_samples_than_dimensions_is_finite():
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(size=(20, 64)), rng.normal(size=(20, 64)) + 1.0
+    value = fid.fid(a, b)
+    assert math.isfinite(value) and value > 64 * 0.5  # the mean shift alone is ~64
+
+
+def test_class_coverage_and_confident_fraction():
+    probs = np.array([[0.95, 0.05, 0.0], [0.6, 0.4, 0.0], [0.0, 0.05, 0.95], [0.1, 0.1, 0.8]])
+    assert fid.class_coverage(probs, ("a", "b", "c")) == {"a": 0.5, "b": 0.0, "c": 0.5}
+    assert fid.confident_fraction(probs) == 0.5
