@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from realsys_cli.cli import app
 
 TINY = "moving-digits/train=32,test=8,frames=8"
-SMALL = ["--set", "input_frames=4", "--set", "output_frames=4", "--set", "hidden_channels=8",
+SMALL = ["--set", "input_frames=3", "--set", "output_frames=2", "--set", "hidden_channels=8",
          "--set", "kernel_size=3"]
 runner = CliRunner()
 
@@ -43,7 +43,7 @@ def test_train_json_has_the_promised_fields(trained):
         assert key in data, key
     for key in ("mse_per_frame", "ssim_per_frame", "psnr_per_frame",
                 "baseline_copy_last_mse_per_frame", "baseline_mean_frame_mse_per_frame"):
-        assert len(data[key]) == 4 and all(np.isfinite(data[key])), key
+        assert len(data[key]) == 2 and all(np.isfinite(data[key])), key
     assert data["mean_mse"] == pytest.approx(np.mean(data["mse_per_frame"]), abs=2e-3)
     assert all(-1 <= s <= 1 for s in data["ssim_per_frame"])
     assert data["steps"] == 4 and data["eval_sequences"] == 8 and data["workdir"] == str(workdir)
@@ -61,14 +61,14 @@ def test_rollout_movie_runs_past_the_training_horizon(trained, tmp_path):
                   str(out), "--count", "2", "--json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    # 4 frames read + 7 predicted; the clips have 8 frames, so truth for 4 of the 7
-    assert data["gif_frames"] == 4 + 7 and data["truth_frames"] == 4
-    assert data["rollout"] == 7 and data["training_horizon"] == 4 and data["sequences"] == 2
-    assert len(data["mse_per_frame"]) == 4
+    # 3 frames read + 7 predicted; the clips have 8 frames, so truth for 5 of the 7
+    assert data["gif_frames"] == 3 + 7 and data["truth_frames"] == 5
+    assert data["rollout"] == 7 and data["training_horizon"] == 2 and data["sequences"] == 2
+    assert len(data["mse_per_frame"]) == 5
     with Image.open(out) as movie:
-        assert movie.n_frames == 11
+        assert movie.n_frames == 10
         first = np.asarray(movie.convert("L"))
-        movie.seek(10)
+        movie.seek(9)
         last = np.asarray(movie.convert("L"))
     assert first.shape == last.shape and not np.array_equal(first, last)
 
@@ -79,7 +79,7 @@ def test_rollout_shapes_from_the_library(trained):
 
     workdir, _, _ = trained
     model = load_trained(workdir)
-    observed = np.zeros((3, 4, 64, 64, 1), np.uint8)
+    observed = np.zeros((3, 3, 64, 64, 1), np.uint8)
     frames = rollout(model, observed, 9)
     assert frames.shape == (3, 9, 64, 64, 1) and frames.dtype == np.float32
     assert np.all((frames >= 0) & (frames <= 1))
@@ -106,6 +106,16 @@ def test_movie_refuses_training_options(trained):
                          "--steps", "3"), "--steps only apply to training")
     _one_line_error(_run("predict-frames", "--workdir", str(workdir), "--out", "m.gif"),
                     "add --rollout")
+
+
+def test_recipe_file_is_the_documented_default():
+    from pathlib import Path
+
+    from realsys_cli.config import resolve_config
+    from realsys_cli.frames.config import FramesConfig
+
+    recipe = Path(__file__).parents[1] / "configs" / "convlstm_moving_digits.toml"
+    assert resolve_config(FramesConfig, config_file=recipe) == FramesConfig()
 
 
 def test_bad_loss_is_a_usage_error():

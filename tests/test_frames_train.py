@@ -22,7 +22,7 @@ TINY = "moving-digits/train=32,test=8,frames=8"
 
 
 def _cfg(**overrides) -> FramesConfig:
-    base = dict(dataset=TINY, input_frames=4, output_frames=4, hidden_channels=(8,),
+    base = dict(dataset=TINY, input_frames=3, output_frames=2, hidden_channels=(8,),
                 kernel_size=3, batch_size=8, num_epochs=2, log_every_steps=2, warmup_steps=2)
     return FramesConfig(**{**base, **overrides})
 
@@ -41,10 +41,8 @@ def _clips(n: int = 8, frames: int = 8, seed: int = 0) -> np.ndarray:
     return make_moving_digits(n, seed=seed, num_frames=frames)  # uint8 (n, T, 64, 64, 1)
 
 
-@pytest.mark.parametrize("loss", ["mse", "bce"])
-def test_loss_falls_on_a_fixed_batch(loss):
-    steps, state = _steps(_cfg(loss=loss, learning_rate=1e-2, warmup_steps=0,
-                               schedule="constant"))
+def test_loss_falls_on_a_fixed_batch():
+    steps, state = _steps(_cfg(learning_rate=1e-2, warmup_steps=0, schedule="constant"))
     batch = {"video": _clips()}
     step = steps.make_train_step()
     first = None
@@ -52,9 +50,20 @@ def test_loss_falls_on_a_fixed_batch(loss):
         state, metrics = step(state, batch)
         first = first if first is not None else float(metrics["mse"])
     last = float(metrics["mse"])
-    # from ~140 (a dark frame against two digits) by about 13% in 15 steps
+    # from ~140 (a dark frame against two digits) by about 10% in 15 steps
     assert np.isfinite(last) and last < 0.92 * first, (first, last)
     assert int(state["step"]) == 15
+
+
+def test_reconstruction_losses_by_hand():
+    logits = jax.numpy.array([[0.0, 2.0], [-1.0, 0.5]])
+    truth = jax.numpy.array([[1.0, 0.0], [0.0, 1.0]])
+    p = 1 / (1 + np.exp(-np.array([[0.0, 2.0], [-1.0, 0.5]])))
+    mse = np.mean((p - np.array([[1.0, 0.0], [0.0, 1.0]])) ** 2)
+    bce = np.mean([np.log(2), np.log1p(np.exp(2.0)), np.log1p(np.exp(-1.0)),
+                   np.log1p(np.exp(-0.5))])
+    assert float(_steps(_cfg(loss="mse"))[0]._reconstruction(logits, truth)) == pytest.approx(mse)
+    assert float(_steps(_cfg(loss="bce"))[0]._reconstruction(logits, truth)) == pytest.approx(bce)
 
 
 def test_adversarial_step_updates_both_networks():
@@ -95,6 +104,7 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path, monkeypatch)
     cfg = _cfg()
     straight = train_and_evaluate(cfg, tmp_path / "straight")
     assert straight["steps"] == 8 and straight["epochs"] == 2
+    assert len(straight["mse_per_frame"]) == 2
 
     real_make = FramesSteps.make_train_step
 
@@ -132,6 +142,8 @@ def test_clips_too_short_and_moving_mnist_without_tensorflow_are_clear(tmp_path)
         pytest.skip("with TensorFlow, TFDS knows moving_mnist")
     with pytest.raises(DatasetError, match="clips of 8 frames.*frames=20"):
         train_and_evaluate(_cfg(input_frames=10, output_frames=10), tmp_path / "w")
+    with pytest.raises(DatasetError, match="image dataset"):
+        train_and_evaluate(_cfg(dataset="digits/train=8,test=8"), tmp_path / "w")
     with pytest.raises(DatasetError, match="moving_mnist.*TensorFlow.*moving-digits"):
         train_and_evaluate(_cfg(eval_dataset="moving_mnist"), tmp_path / "w")
     with pytest.raises(ConfigError, match="patches of 5 px"):

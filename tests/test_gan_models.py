@@ -108,7 +108,8 @@ def test_to_uint8_maps_the_tanh_range():
 
 def test_one_step_changes_both_nets_and_stays_finite():
     steps, state = build(image_size=28, channels=1, latent_dim=16, width=4,
-                         latent_distribution="normal", learning_rate=2e-4, beta1=0.5, seed=0)
+                         latent_distribution="normal", learning_rate=2e-4, beta1=0.5, seed=0,
+                         ema_decay=0.999)
     before = {k: jax.tree.map(np.asarray, state[k]) for k in ("g_params", "d_params", "g_rest")}
     images = np.random.default_rng(0).integers(0, 256, (8, 28, 28, 1), np.uint8)
     new, metrics = steps.make_train_step()(state, {"image": jnp.asarray(images)})
@@ -121,6 +122,10 @@ def test_one_step_changes_both_nets_and_stays_finite():
     assert not all(np.array_equal(a, np.asarray(b)) for a, b in
                    zip(jax.tree.leaves(before["g_rest"]), jax.tree.leaves(new["g_rest"])))
     assert int(new["step"]) == 1
+    # The weight average after step 0: decay min(0.999, 1/10) = 0.1 of the old weights.
+    for old, now, avg in zip(jax.tree.leaves(before["g_params"]),
+                             jax.tree.leaves(new["g_params"]), jax.tree.leaves(new["g_ema"])):
+        np.testing.assert_allclose(avg, 0.1 * old + 0.9 * np.asarray(now), rtol=1e-5, atol=1e-7)
     values = {k: float(v) for k, v in metrics.items()}
     assert all(math.isfinite(v) for v in values.values())
     assert 0 < values["d_real"] < 1 and 0 < values["d_fake"] < 1 and values["spread"] > 0

@@ -162,7 +162,13 @@ def test_two_processes_train_together_and_agree(tmp_path):
                "--coordinator-address", address, "--num-processes", "2"]
     procs = [subprocess.Popen(command + ["--process-id", str(i)], env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for i in range(2)]
-    outputs = [p.communicate(timeout=240) for p in procs]
+    try:
+        outputs = [p.communicate(timeout=240) for p in procs]
+    except subprocess.TimeoutExpired:
+        for p in procs:
+            p.kill()
+        errors = [p.communicate()[1][-1000:] for p in procs]  # reaps them and closes the pipes
+        pytest.fail(f"the two processes did not finish in 240 s: {errors}")
     for p, (_, err) in zip(procs, outputs):
         assert p.returncode == 0, err[-2000:]
     results = [json.loads(out) for out, _ in outputs]  # stdout is exactly one JSON object

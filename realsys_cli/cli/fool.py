@@ -13,8 +13,8 @@ from realsys_cli.cli.options import ConfigOpt, JsonOpt, SeedOpt, SetOpt, TfdsDir
 ClassifierOpt = Annotated[Path | None, typer.Option(
     "--workdir", "-w", help="A train-classifier run (default: the most recent one in runs/).")]
 MethodOpt = Annotated[str | None, typer.Option(
-    "--method", "-m", help="ascent (gradient ascent on the logit, default) | evolve (MAP-Elites) "
-    "| perturb (targeted PGD on real test images).")]
+    "--method", "-m", help="ascent (gradient ascent on the logit margin, default) | evolve "
+    "(MAP-Elites) | perturb (targeted PGD on real test images).")]
 EncodingOpt = Annotated[str | None, typer.Option(
     "--encoding", help="evolve: direct (a value per pixel) | cppn (a pattern-producing net).")]
 CountOpt = Annotated[int | None, typer.Option("--count", "-n", min=1, help="Images per class.")]

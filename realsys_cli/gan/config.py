@@ -27,6 +27,7 @@ class GanConfig:
     max_steps: int = 0  # stop after this many steps; 0 = num_epochs worth
     learning_rate: float = 2e-4
     beta1: float = 0.5
+    ema_decay: float = 0.0  # sample from a moving average of G's weights; 0 = off (the paper)
     # --- quality (FID and class coverage on the judge's features)
     judge: str | None = None  # a train-classifier workdir; None = train one into <workdir>/judge
     judge_model: str = "lenet"  # the classifier trained when no judge is given
@@ -50,6 +51,8 @@ class GanConfig:
             raise ValueError("learning_rate must be positive")
         if not 0 <= self.beta1 < 1:
             raise ValueError("beta1 must be in [0, 1)")
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError("ema_decay must be in [0, 1)")
         if self.fid_samples < 2:
             raise ValueError("fid_samples must be at least 2")
         if self.fid_every_epochs < 0:

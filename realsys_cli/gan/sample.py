@@ -30,7 +30,7 @@ from realsys_cli.errors import CheckpointError, ConfigError
 from realsys_cli.gan import quality as quality_lib
 from realsys_cli.gan.config import GanConfig
 from realsys_cli.gan.judge import check_classes, load_judge
-from realsys_cli.gan.steps import GanSteps, build
+from realsys_cli.gan.steps import GanSteps, build, sampling_params
 from realsys_cli.gan.train import GanFacts
 from realsys_cli.pictures import grid, save_gif, save_grid
 from realsys_cli.training.checkpoint import Checkpointer
@@ -49,7 +49,7 @@ class TrainedGan:
 
     def sample(self, z: jax.Array) -> np.ndarray:
         """uint8 (N, S, S, C) for z (N, nz)."""
-        return quality_lib.generate(self.steps.make_sampler(), self.state["g_params"],
+        return quality_lib.generate(self.steps.make_sampler(), sampling_params(self.state),
                                     self.state["g_rest"], z)
 
 
@@ -76,7 +76,8 @@ def load_generator(workdir: str | Path, *, best: bool = False) -> TrainedGan:
     steps, template = build(image_size=facts.image_size, channels=facts.channels,
                             latent_dim=cfg.latent_dim, width=cfg.width,
                             latent_distribution=cfg.latent_distribution,
-                            learning_rate=cfg.learning_rate, beta1=cfg.beta1, seed=cfg.seed)
+                            learning_rate=cfg.learning_rate, beta1=cfg.beta1, seed=cfg.seed,
+                            ema_decay=cfg.ema_decay)
     state, meta = checkpointer.restore(jax.eval_shape(lambda: template), best=best)
     checkpointer.close()
     return TrainedGan(workdir, cfg, facts, steps, state, int(meta["step"]),

@@ -4,7 +4,8 @@ The state is a dict of arrays (jit donates it, orbax saves it as it is):
 
   {"g_params", "g_rest": the generator's nnx.State (Params / BatchNorm statistics),
    "d_params", "d_rest": the discriminator's, "g_opt", "d_opt": Adam states,
-   "step": int32 (), "key": PRNG key ()}
+   "step": int32 (), "key": PRNG key (),
+   and with ema_decay > 0: "g_ema": a moving average of G's weights}
 
 One step (Goodfellow et al. 2014, Algorithm 1 with k = 1, and the non-saturating G loss of its
 section 3; Radford et al. 2015 for the rest):
@@ -15,6 +16,11 @@ section 3; Radford et al. 2015 for the rest):
   3. G: minimise -log D(G(z)) through the updated D; D's weights get no gradient.
 
 Images are uint8 in the batch and [-1, 1] floats in the nets (G ends in tanh).
+
+Optional, not in the paper (off by default): samples from an exponential moving average of G's
+weights (Yazici et al. 2018, "The Unusual Effectiveness of Averaging in GAN Training"), with
+the decay warmed up as min(decay, (1 + t) / (10 + t)) so that the random init is soon forgotten.
+G's BatchNorm running statistics are the trained G's.
 """
 
 from __future__ import annotations
@@ -60,12 +66,20 @@ def batch_spread(images: jax.Array) -> jax.Array:
 
 
 def init_state(generator: nnx.Module, discriminator: nnx.Module,
-               tx: optax.GradientTransformation, seed: int) -> State:
+               tx: optax.GradientTransformation, seed: int, *, ema: bool = False) -> State:
     _, g_params, g_rest = nnx.split(generator, nnx.Param, ...)
     _, d_params, d_rest = nnx.split(discriminator, nnx.Param, ...)
-    return {"g_params": g_params, "g_rest": g_rest, "g_opt": tx.init(g_params),
-            "d_params": d_params, "d_rest": d_rest, "d_opt": tx.init(d_params),
-            "step": jnp.zeros((), jnp.int32), "key": jax.random.key(seed)}
+    state = {"g_params": g_params, "g_rest": g_rest, "g_opt": tx.init(g_params),
+             "d_params": d_params, "d_rest": d_rest, "d_opt": tx.init(d_params),
+             "step": jnp.zeros((), jnp.int32), "key": jax.random.key(seed)}
+    if ema:
+        state["g_ema"] = jax.tree.map(jnp.copy, g_params)
+    return state
+
+
+def sampling_params(state: State) -> Any:
+    """The weights samples come from: the moving average when there is one, else G's own."""
+    return state.get("g_ema", state["g_params"])
 
 
 def count_params(state: State) -> tuple[int, int]:
@@ -87,6 +101,7 @@ class GanSteps:
     tx: optax.GradientTransformation
     latent_dim: int
     latent_distribution: str = "uniform"
+    ema_decay: float = 0.0  # 0 = sample from G's own weights (the paper)
 
     def sample_z(self, key: jax.Array, n: int) -> jax.Array:
         """(n, latent_dim) float32 from U(-1, 1) or N(0, 1)."""
@@ -135,6 +150,13 @@ class GanSteps:
         (g_grads,) = g_pullback(d_fake_images)
         g_updates, g_opt = self.tx.update(g_grads, state["g_opt"], state["g_params"])
         g_params = optax.apply_updates(state["g_params"], g_updates)
+        new_state = dict(state, g_params=g_params, g_rest=g_rest, g_opt=g_opt,
+                         d_params=d_params, d_rest=d_rest, d_opt=d_opt, step=state["step"] + 1)
+        if self.ema_decay > 0:
+            t = state["step"].astype(jnp.float32)
+            decay = jnp.minimum(self.ema_decay, (1.0 + t) / (10.0 + t))
+            new_state["g_ema"] = jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p,
+                                              state["g_ema"], g_params)
 
         metrics = {
             "d_loss": d_loss,
@@ -143,8 +165,6 @@ class GanSteps:
             "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits)),  # D(G(z))
             "spread": batch_spread(fake) / jnp.maximum(batch_spread(real), 1e-6),
         }
-        new_state = dict(state, g_params=g_params, g_rest=g_rest, g_opt=g_opt,
-                         d_params=d_params, d_rest=d_rest, d_opt=d_opt, step=state["step"] + 1)
         return new_state, metrics
 
     def make_train_step(self) -> Callable:
@@ -160,8 +180,8 @@ class GanSteps:
 
 
 def build(*, image_size: int, channels: int, latent_dim: int, width: int,
-          latent_distribution: str, learning_rate: float, beta1: float,
-          seed: int) -> tuple[GanSteps, State]:
+          latent_distribution: str, learning_rate: float, beta1: float, seed: int,
+          ema_decay: float = 0.0) -> tuple[GanSteps, State]:
     """The two nets, their steps and the initial state (same seed, same weights)."""
     from realsys_cli.models.dcgan import Discriminator, Generator
 
@@ -172,8 +192,8 @@ def build(*, image_size: int, channels: int, latent_dim: int, width: int,
                                   rngs=rngs)
     tx = adam(learning_rate, beta1)
     steps = GanSteps(nnx.graphdef(generator), nnx.graphdef(discriminator), tx, latent_dim,
-                     latent_distribution)
-    return steps, init_state(generator, discriminator, tx, seed)
+                     latent_distribution, ema_decay)
+    return steps, init_state(generator, discriminator, tx, seed, ema=ema_decay > 0)
 
 
 def bench_workload(batch_size: int) -> dict[str, Any]:

@@ -34,6 +34,7 @@ from realsys_cli.gan.steps import (
     build,
     count_params,
     discriminator_loss,
+    sampling_params,
     to_unit_range,
 )
 from realsys_cli.models.dcgan import check_image_size
@@ -136,14 +137,21 @@ class GanJob:
         self._probe = jax.jit(probe)
 
     def measure(self, state: dict[str, Any]) -> dict[str, Any]:
-        images = quality_lib.generate(self.sampler, state["g_params"], state["g_rest"],
+        images = quality_lib.generate(self.sampler, sampling_params(state), state["g_rest"],
                                       self.fid_z)
         self.last_quality = self.meter.measure(images)
+        if "g_ema" in state:  # G's own weights too, to show what the average adds
+            raw = quality_lib.generate(self.sampler, state["g_params"], state["g_rest"],
+                                       self.fid_z)
+            own = self.meter.measure(raw)
+            self.last_quality.update(fid_own_weights=own["fid"],
+                                     confident_fraction_own_weights=own["confident_fraction"],
+                                     min_class_share_own_weights=own["min_class_share"])
         self.last_quality_step = int(state["step"])
         return self.last_quality
 
     def end_of_epoch(self, state: dict[str, Any], epoch: int):
-        grid = quality_lib.generate(self.sampler, state["g_params"], state["g_rest"],
+        grid = quality_lib.generate(self.sampler, sampling_params(state), state["g_rest"],
                                     self.grid_z)
         self.last_grid = self.workdir / "samples" / f"epoch_{epoch:03d}.png"
         save_samples(self.last_grid, grid)
@@ -155,8 +163,7 @@ class GanJob:
         every = self.cfg.fid_every_epochs
         if (every and epoch % every == 0) or int(state["step"]) >= self.total_steps:
             q = self.measure(state)
-            shown.update(fid=q["fid"], confident_fraction=q["confident_fraction"],
-                         min_class_share=q["min_class_share"])
+            shown.update({k: v for k, v in q.items() if k != "class_coverage"})
             best = -q["fid"]
         return state, shown, best
 
@@ -211,7 +218,8 @@ def train_and_evaluate(cfg: GanConfig, workdir: str | Path, *,
     steps, state = build(image_size=facts.image_size, channels=facts.channels,
                          latent_dim=cfg.latent_dim, width=cfg.width,
                          latent_distribution=cfg.latent_distribution,
-                         learning_rate=cfg.learning_rate, beta1=cfg.beta1, seed=cfg.seed)
+                         learning_rate=cfg.learning_rate, beta1=cfg.beta1, seed=cfg.seed,
+                         ema_decay=cfg.ema_decay)
     g_count, d_count = count_params(state)
     probe = _real_probe(train_source, cfg.grid_samples, facts.image_size, cfg.seed)
     job = GanJob(steps, cfg, facts, workdir, meter, total_steps, jnp.asarray(probe))
@@ -267,6 +275,8 @@ def train_and_evaluate(cfg: GanConfig, workdir: str | Path, *,
         "min_class_share": quality["min_class_share"],
         "confident_fraction": quality["confident_fraction"],
         "real_confident_fraction": meter.real_confident_fraction,
+        "ema_decay": cfg.ema_decay or None,
+        **{k: v for k, v in quality.items() if k.endswith("_own_weights")},
         "judge": judge.describe(),
         "judge_seconds": round(judge_seconds, 2),
         "train_seconds": round(result.train_seconds, 2),

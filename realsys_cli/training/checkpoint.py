@@ -21,9 +21,18 @@ log = logging.getLogger("realsys")
 
 
 def _manager(directory: Path, max_to_keep: int) -> ocp.CheckpointManager:
+    # Each manager gets its own barrier-key prefix: with several processes, the latest/ and
+    # best/ managers otherwise share orbax's "save in progress" barrier and a save of one
+    # overlapping the other's async finalisation fails with "Barrier ... already ongoing".
     return ocp.CheckpointManager(
         directory.resolve(),
-        options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
+        options=ocp.CheckpointManagerOptions(
+            max_to_keep=max_to_keep,
+            create=True,
+            multiprocessing_options=ocp.options.MultiprocessingOptions(
+                barrier_sync_key_prefix=directory.name
+            ),
+        ),
     )
 
 

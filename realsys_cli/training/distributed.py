@@ -46,6 +46,10 @@ def initialize(cluster: ClusterSpec) -> None:
         coordinator_address=cluster.coordinator_address,
         num_processes=cluster.num_processes,
         process_id=cluster.process_id,
+        # A peer that died (error, Ctrl-C) must not leave the others waiting for minutes.
+        initialization_timeout=120,
+        heartbeat_timeout_seconds=30,
+        shutdown_timeout_seconds=30,
     )
 
 
