@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import tomllib
+from pathlib import Path
 from typing import Literal, Optional
 
 import pytest
@@ -188,3 +190,23 @@ def test_saved_config_with_unknown_key():
     data["retired_field"] = 1
     with pytest.raises(ConfigError, match="unknown config key 'retired_field' in the saved config"):
         config_from_dict(Small, data)
+
+
+@pytest.mark.parametrize("recipe", sorted((Path(__file__).parents[1] / "configs").glob("*.toml")),
+                         ids=lambda p: p.name)
+def test_every_recipe_resolves_into_its_commands_config(recipe):
+    """A typo or a renamed field in configs/ must fail here, not in a user's run."""
+    from realsys_cli.classifier.config import ClassifierConfig
+    from realsys_cli.fool.config import FoolConfig
+    from realsys_cli.frames.config import FramesConfig
+    from realsys_cli.gan.config import GanConfig
+
+    kinds = {"lenet": ClassifierConfig, "alexnet": ClassifierConfig, "fool": FoolConfig,
+             "dcgan": GanConfig, "convlstm": FramesConfig}
+    kind = kinds[recipe.name.split("_")[0]]
+    cfg = resolve_config(kind, config_file=recipe)
+    written = tomllib.loads(recipe.read_text())
+    assert written, recipe
+    for key, value in written.items():  # every value landed in its field, lists as tuples
+        got = getattr(cfg, key)
+        assert (list(got) if isinstance(got, tuple) else got) == value, key
