@@ -58,6 +58,9 @@ class Checkpointer:
         self._latest.save(step, args=args, force=force)
         if metric is not None and metric > self._best_value:
             self._best_value = metric
+            # One orbax save in flight at a time: with several processes, overlapping saves of
+            # two managers are what made the barriers collide (see _manager).
+            self._latest.wait_until_finished()
             meta = dict(meta, best_metric=metric)
             self._best.save(
                 step,
