@@ -18,7 +18,7 @@ import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
-from realsys_cli.errors import ConfigError
+from realsys_cli.errors import CheckpointError, ConfigError
 
 C = TypeVar("C")
 
@@ -162,6 +162,43 @@ def write_config(cfg: Any, workdir: str | os.PathLike) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(config_to_dict(cfg), indent=2) + "\n")
     return path
+
+
+def read_run_config(workdir: str | os.PathLike, cls: type[C], *, command: str,
+                    markers: tuple[str, ...], hint: str = "") -> C:
+    """The config a run of `command` wrote into `workdir`, checked to be that command's run.
+
+    `markers` are keys only that command's config has; `hint` is appended to the error for a
+    workdir without a config (e.g. how to train one).
+    """
+    workdir = Path(workdir)
+    if not workdir.is_dir():
+        raise CheckpointError(f"workdir {workdir} does not exist")
+    path = workdir / "config.json"
+    if not path.exists():
+        raise CheckpointError(f"{workdir} holds no {command} run (no config.json){hint}")
+    saved = json.loads(path.read_text())
+    if not all(key in saved for key in markers):
+        raise CheckpointError(f"{workdir} holds a run of another kind, not a {command} run")
+    return config_from_dict(cls, saved)
+
+
+def check_resumable(saved: dict[str, Any], cfg: Any, workdir: str | os.PathLike,
+                    resumable: set[str]) -> None:
+    """Refuse to resume a run whose saved config differs in a field outside `resumable`."""
+
+    def plain(value: Any) -> Any:  # JSON gives lists where the dataclass holds tuples
+        return list(value) if isinstance(value, (list, tuple)) else value
+
+    current = config_to_dict(cfg)
+    differ = sorted(k for k in current
+                    if k not in resumable and plain(saved.get(k)) != plain(current[k]))
+    if differ:
+        shown = ", ".join(f"{k} ({saved.get(k)!r} -> {current[k]!r})" for k in differ[:4])
+        raise CheckpointError(
+            f"{workdir} holds a run with another config: {shown}; use another --workdir, "
+            "or the same settings to resume it"
+        )
 
 
 def default_runs_dir() -> Path:

@@ -9,7 +9,6 @@ are `realsys evaluate` and `realsys classify`.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,7 +21,7 @@ from realsys_cli.classifier.augment import PixelStats
 from realsys_cli.classifier.config import ClassifierConfig
 from realsys_cli.classifier.setup import DataFacts, make_model, make_steps
 from realsys_cli.classifier.steps import ClassifierSteps, init_state
-from realsys_cli.config import config_from_dict
+from realsys_cli.config import read_run_config
 from realsys_cli.data import pipeline
 from realsys_cli.data.dataset import open_dataset
 from realsys_cli.data.folder import load_rgb
@@ -90,15 +89,8 @@ class TrainedClassifier:
 
 def load_trained(workdir: str | Path, *, best: bool = True) -> TrainedClassifier:
     workdir = Path(workdir)
-    if not workdir.is_dir():
-        raise CheckpointError(f"workdir {workdir} does not exist")
-    config_path = workdir / "config.json"
-    if not config_path.exists():
-        raise CheckpointError(f"{workdir} holds no classifier run (no config.json)")
-    saved = json.loads(config_path.read_text())
-    if "model" not in saved or "dataset" not in saved:
-        raise CheckpointError(f"{workdir} holds a run of another kind, not a classifier")
-    cfg = config_from_dict(ClassifierConfig, saved)
+    cfg = read_run_config(workdir, ClassifierConfig, command="classifier",
+                          markers=("model", "dataset"))
     checkpointer = Checkpointer(workdir)
     use_best = best and checkpointer.read_meta(best=True) is not None
     meta = checkpointer.read_meta(best=use_best)

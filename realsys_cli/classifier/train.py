@@ -31,7 +31,6 @@ from realsys_cli.classifier.setup import (
 from realsys_cli.classifier.steps import ClassifierSteps, count_params, init_state
 from realsys_cli.data import pipeline
 from realsys_cli.data.dataset import Dataset, open_dataset
-from realsys_cli.errors import CheckpointError
 from realsys_cli.progress import SILENT, Progress
 from realsys_cli.training import distributed, optim
 from realsys_cli.training.checkpoint import Checkpointer
@@ -53,18 +52,6 @@ def open_training_data(cfg: ClassifierConfig) -> Dataset:
         return dataset
     distributed.sync("dataset-prepared")
     return open_()
-
-
-def check_resumable(saved: dict[str, Any], cfg: ClassifierConfig, workdir: Path) -> None:
-    current = config_lib.config_to_dict(cfg)
-    differ = sorted(k for k in current if k not in RESUMABLE_CHANGES
-                    and saved.get(k) != current[k])
-    if differ:
-        shown = ", ".join(f"{k} ({saved.get(k)!r} -> {current[k]!r})" for k in differ[:4])
-        raise CheckpointError(
-            f"{workdir} holds a run with another config: {shown}; use another --workdir, "
-            "or the same settings to resume it"
-        )
 
 
 @dataclasses.dataclass
@@ -134,7 +121,7 @@ def train_and_evaluate(
     if meta is None and (workdir / "config.json").exists() and any(workdir.iterdir()):
         log.info("%s has a config but no checkpoint yet: starting afresh", workdir)
     if meta is not None:
-        check_resumable(meta["config"], cfg, workdir)
+        config_lib.check_resumable(meta["config"], cfg, workdir, RESUMABLE_CHANGES)
         stats = PixelStats.from_dict(meta["stats"])
     else:
         stats = sample_stats(train_source, facts.resize_size, seed=cfg.seed)

@@ -9,7 +9,6 @@ workdir (config + checkpoint) for the movie.
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from realsys_cli.config import config_from_dict
+from realsys_cli.config import read_run_config
 from realsys_cli.data import pipeline
 from realsys_cli.errors import CheckpointError
 from realsys_cli.frames import metrics, setup
@@ -91,16 +90,9 @@ class TrainedPredictor:
 
 def load_trained(workdir: str | Path, *, best: bool = True) -> TrainedPredictor:
     workdir = Path(workdir)
-    if not workdir.is_dir():
-        raise CheckpointError(f"workdir {workdir} does not exist")
-    config_path = workdir / "config.json"
-    if not config_path.exists():
-        raise CheckpointError(f"{workdir} holds no predict-frames run (no config.json); train "
-                              f"one first with `realsys predict-frames --workdir {workdir}`")
-    saved = json.loads(config_path.read_text())
-    if "hidden_channels" not in saved or "output_frames" not in saved:
-        raise CheckpointError(f"{workdir} holds a run of another kind, not predict-frames")
-    cfg = config_from_dict(FramesConfig, saved)
+    cfg = read_run_config(workdir, FramesConfig, command="predict-frames",
+                          markers=("hidden_channels", "output_frames"),
+                          hint=f"; train one first with `realsys predict-frames --workdir {workdir}`")
     checkpointer = Checkpointer(workdir)
     use_best = best and checkpointer.read_meta(best=True) is not None
     meta = checkpointer.read_meta(best=use_best)

@@ -35,22 +35,6 @@ from realsys_cli.training.metrics import MetricsLog
 log = logging.getLogger("realsys")
 
 
-def check_resumable(saved: dict[str, Any], cfg: FramesConfig, workdir: Path) -> None:
-    current = config_lib.config_to_dict(cfg)
-    differ = sorted(k for k in current if k not in RESUMABLE_CHANGES
-                    and _plain(saved.get(k)) != _plain(current[k]))
-    if differ:
-        shown = ", ".join(f"{k} ({saved.get(k)!r} -> {current[k]!r})" for k in differ[:4])
-        raise CheckpointError(
-            f"{workdir} holds a run with another config: {shown}; use another --workdir, "
-            "or the same settings to resume it"
-        )
-
-
-def _plain(value: Any) -> Any:
-    return list(value) if isinstance(value, (list, tuple)) else value
-
-
 @dataclasses.dataclass
 class FramesJob:
     """The frame predictor's part of the shared loop: its step, evaluation, checkpoint JSON."""
@@ -108,7 +92,7 @@ def train_and_evaluate(cfg: FramesConfig, workdir: str | Path, *,
     checkpointer = Checkpointer(workdir, max_to_keep=cfg.checkpoints_to_keep)
     meta = checkpointer.read_meta() if checkpointer.latest_step() is not None else None
     if meta is not None:
-        check_resumable(meta["config"], cfg, workdir)
+        config_lib.check_resumable(meta["config"], cfg, workdir, RESUMABLE_CHANGES)
     config_lib.write_config(cfg, workdir)
 
     # ------------------------------------------------------------------ model and optimizer

@@ -55,15 +55,8 @@ class TrainedGan:
 
 def load_generator(workdir: str | Path, *, best: bool = False) -> TrainedGan:
     workdir = Path(workdir)
-    config_path = workdir / "config.json"
-    if not workdir.is_dir():
-        raise CheckpointError(f"workdir {workdir} does not exist")
-    if not config_path.exists():
-        raise CheckpointError(f"{workdir} holds no train-gan run (no config.json)")
-    saved = json.loads(config_path.read_text())
-    if "latent_dim" not in saved:
-        raise CheckpointError(f"{workdir} holds a run of another kind, not a train-gan run")
-    cfg = config_lib.config_from_dict(GanConfig, saved)
+    cfg = config_lib.read_run_config(workdir, GanConfig, command="train-gan",
+                                     markers=("latent_dim",))
     checkpointer = Checkpointer(workdir)
     if best and checkpointer.read_meta(best=True) is None:
         raise CheckpointError(f"{workdir} has no best checkpoint (FID is measured at the end "

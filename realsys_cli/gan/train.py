@@ -23,7 +23,7 @@ import numpy as np
 from realsys_cli import config as config_lib
 from realsys_cli.data import pipeline
 from realsys_cli.data.dataset import Dataset, open_dataset
-from realsys_cli.errors import CheckpointError, DatasetError
+from realsys_cli.errors import DatasetError
 from realsys_cli.gan import quality as quality_lib
 from realsys_cli.gan.config import RESUMABLE_CHANGES, GanConfig
 from realsys_cli.gan.judge import check_classes, find_or_train_judge
@@ -92,16 +92,6 @@ def gan_facts(cfg: GanConfig, dataset: Dataset) -> GanFacts:
     if c not in (1, 3):
         raise DatasetError(f"{dataset.name} has {c} channels; realsys needs 1 or 3")
     return GanFacts(dataset.name, int(size), int(c), tuple(dataset.class_names))
-
-
-def check_resumable(saved: dict[str, Any], cfg: GanConfig, workdir: Path) -> None:
-    current = config_lib.config_to_dict(cfg)
-    differ = sorted(k for k in current if k not in RESUMABLE_CHANGES
-                    and saved.get(k) != current[k])
-    if differ:
-        shown = ", ".join(f"{k} ({saved.get(k)!r} -> {current[k]!r})" for k in differ[:4])
-        raise CheckpointError(f"{workdir} holds a run with another config: {shown}; use another "
-                              "--workdir, or the same settings to resume it")
 
 
 @dataclasses.dataclass
@@ -200,7 +190,7 @@ def train_and_evaluate(cfg: GanConfig, workdir: str | Path, *,
     checkpointer = Checkpointer(workdir, max_to_keep=cfg.checkpoints_to_keep)
     meta = checkpointer.read_meta() if checkpointer.latest_step() is not None else None
     if meta is not None:
-        check_resumable(meta["config"], cfg, workdir)
+        config_lib.check_resumable(meta["config"], cfg, workdir, RESUMABLE_CHANGES)
     config_lib.write_config(cfg, workdir)
 
     # ------------------------------------------------------- the judge and the real reference
