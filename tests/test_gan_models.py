@@ -13,7 +13,8 @@ from flax import nnx
 
 from realsys_cli.errors import ConfigError
 from realsys_cli.gan import fid
-from realsys_cli.gan.steps import build, discriminator_loss, generator_loss, to_uint8
+from realsys_cli.gan.config import GanConfig
+from realsys_cli.gan.steps import adam, build, discriminator_loss, generator_loss, to_uint8
 from realsys_cli.models.dcgan import Discriminator, Generator, conv_transpose, count
 
 
@@ -101,15 +102,57 @@ def test_losses_on_hand_made_logits():
     assert float(generator_loss(big[1:])) == pytest.approx(1000.0)
 
 
+def test_one_sided_label_smoothing_moves_only_the_real_target():
+    real, fake = jnp.array([2.0, -1.0]), jnp.array([0.5])
+    sp = lambda x: math.log1p(math.exp(x))  # noqa: E731  softplus by hand
+    want = (0.9 * sp(-2) + 0.1 * sp(2) + 0.9 * sp(1) + 0.1 * sp(-1)) / 2 + sp(0.5)
+    assert float(discriminator_loss(real, fake, 0.9)) == pytest.approx(want, rel=1e-6)
+    # A D sure of every real image now pays for it: the smoothed loss is above the plain one.
+    sure = jnp.array([20.0])
+    assert float(discriminator_loss(sure, -sure, 0.9)) == pytest.approx(0.1 * 20, rel=1e-3)
+    assert float(discriminator_loss(sure, -sure)) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_learning_rate_decays_linearly_to_zero_after_its_start():
+    # Adam's update for a gradient that never changes sign is -lr(t) (m / sqrt(v) = 1).
+    tx = adam(0.1, 0.5, decay_start=0.5, total_steps=4)
+    params = jnp.zeros(())
+    opt = tx.init(params)
+    sizes = []
+    for _ in range(5):
+        update, opt = tx.update(jnp.ones(()), opt, params)
+        sizes.append(-float(update))
+    np.testing.assert_allclose(sizes, [0.1, 0.1, 0.1, 0.05, 0.0], atol=1e-6)
+    constant = adam(0.1, 0.5)  # decay_start 1: the paper's constant rate, whatever total_steps
+    update, _ = constant.update(jnp.ones(()), constant.init(params), params)
+    assert -float(update) == pytest.approx(0.1, rel=1e-5)
+
+
+def test_instance_noise_falls_to_zero_and_changes_what_d_sees():
+    cfg = GanConfig(latent_dim=8, width=4, instance_noise=0.2)
+    steps, state = build(cfg, image_size=28, channels=1, total_steps=10)
+    stds = [float(steps.noise_std(jnp.int32(t))) for t in (0, 5, 10, 12)]
+    np.testing.assert_allclose(stds, [0.2, 0.1, 0.0, 0.0], atol=1e-7)
+    images = {"image": jnp.asarray(np.random.default_rng(0).integers(0, 256, (4, 28, 28, 1),
+                                                                     np.uint8))}
+    plain_steps, plain = build(GanConfig(latent_dim=8, width=4), image_size=28, channels=1)
+    _, noisy_metrics = steps.train_step(state, images)
+    _, plain_metrics = plain_steps.train_step(plain, images)
+    # Same weights, same z; only the noise on D's inputs differs, and so does D's loss.
+    assert math.isfinite(float(noisy_metrics["d_loss"]))
+    assert float(noisy_metrics["d_loss"]) != pytest.approx(float(plain_metrics["d_loss"]),
+                                                           rel=1e-4)
+    assert float(noisy_metrics["spread"]) == pytest.approx(float(plain_metrics["spread"]))
+
+
 def test_to_uint8_maps_the_tanh_range():
     out = np.asarray(to_uint8(jnp.array([-1.0, 0.0, 1.0, 2.0, -3.0])))
     assert out.tolist() == [0, 128, 255, 255, 0]
 
 
 def test_one_step_changes_both_nets_and_stays_finite():
-    steps, state = build(image_size=28, channels=1, latent_dim=16, width=4,
-                         latent_distribution="normal", learning_rate=2e-4, beta1=0.5, seed=0,
-                         ema_decay=0.999)
+    cfg = GanConfig(latent_dim=16, width=4, latent_distribution="normal", ema_decay=0.999)
+    steps, state = build(cfg, image_size=28, channels=1)
     before = {k: jax.tree.map(np.asarray, state[k]) for k in ("g_params", "d_params", "g_rest")}
     images = np.random.default_rng(0).integers(0, 256, (8, 28, 28, 1), np.uint8)
     new, metrics = steps.make_train_step()(state, {"image": jnp.asarray(images)})

@@ -28,6 +28,11 @@ class GanConfig:
     learning_rate: float = 2e-4
     beta1: float = 0.5
     ema_decay: float = 0.0  # sample from a moving average of G's weights; 0 = off (the paper)
+    real_label: float = 1.0  # D's target for real images; 0.9 = one-sided label smoothing
+    instance_noise: float = 0.0  # std of N(0, s^2) added to D's inputs ([-1, 1] images), falling
+    #                              linearly to 0 over the run; 0 = none (the paper)
+    lr_decay_start: float = 1.0  # share of the steps after which the rates fall linearly to 0;
+    #                              1 = constant (the paper)
     # --- quality (FID and class coverage on the judge's features)
     judge: str | None = None  # a train-classifier workdir; None = train one into <workdir>/judge
     judge_model: str = "lenet"  # the classifier trained when no judge is given
@@ -53,6 +58,12 @@ class GanConfig:
             raise ValueError("beta1 must be in [0, 1)")
         if not 0 <= self.ema_decay < 1:
             raise ValueError("ema_decay must be in [0, 1)")
+        if not 0.5 < self.real_label <= 1:
+            raise ValueError("real_label must be in (0.5, 1]")
+        if not 0 <= self.instance_noise <= 1:
+            raise ValueError("instance_noise must be in [0, 1] (a std in [-1, 1] pixel units)")
+        if not 0 <= self.lr_decay_start <= 1:
+            raise ValueError("lr_decay_start must be in [0, 1] (1 = no decay)")
         if self.fid_samples < 2:
             raise ValueError("fid_samples must be at least 2")
         if self.fid_every_epochs < 0:

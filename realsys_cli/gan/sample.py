@@ -66,11 +66,7 @@ def load_generator(workdir: str | Path, *, best: bool = False) -> TrainedGan:
         raise CheckpointError(f"{workdir} has no checkpoint yet (was training interrupted "
                               "before its first epoch ended?)")
     facts = GanFacts.from_dict(meta["facts"])
-    steps, template = build(image_size=facts.image_size, channels=facts.channels,
-                            latent_dim=cfg.latent_dim, width=cfg.width,
-                            latent_distribution=cfg.latent_distribution,
-                            learning_rate=cfg.learning_rate, beta1=cfg.beta1, seed=cfg.seed,
-                            ema_decay=cfg.ema_decay)
+    steps, template = build(cfg, image_size=facts.image_size, channels=facts.channels)
     state, meta = checkpointer.restore(jax.eval_shape(lambda: template), best=best)
     checkpointer.close()
     return TrainedGan(workdir, cfg, facts, steps, state, int(meta["step"]),
@@ -168,10 +164,7 @@ def score(workdir: str | Path, *, judge: str | None = None, num_samples: int | N
     z = quality_lib.fixed_z(gan.steps.sample_z, cfg.seed, meter.num_samples, stream=2)
     quality = meter.measure(gan.sample(z))
     sampler = gan.steps.make_sampler()
-    _, untrained = build(image_size=gan.facts.image_size, channels=gan.facts.channels,
-                         latent_dim=cfg.latent_dim, width=cfg.width,
-                         latent_distribution=cfg.latent_distribution,
-                         learning_rate=cfg.learning_rate, beta1=cfg.beta1, seed=cfg.seed)
+    _, untrained = build(cfg, image_size=gan.facts.image_size, channels=gan.facts.channels)
     fid_untrained = meter.measure(quality_lib.generate(
         sampler, untrained["g_params"], untrained["g_rest"], z))["fid"]
     declared = meter.declared()

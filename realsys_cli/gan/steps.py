@@ -35,12 +35,22 @@ import numpy as np
 import optax
 from flax import nnx
 
+from realsys_cli.gan.config import GanConfig
+
 State = dict[str, Any]
 
 
-def discriminator_loss(real_logits: jax.Array, fake_logits: jax.Array) -> jax.Array:
-    """-mean log D(x) - mean log(1 - D(G(z))): BCE(real, 1) + BCE(fake, 0), logits (B,)."""
-    return jnp.mean(jax.nn.softplus(-real_logits)) + jnp.mean(jax.nn.softplus(fake_logits))
+def discriminator_loss(real_logits: jax.Array, fake_logits: jax.Array,
+                       real_label: float = 1.0) -> jax.Array:
+    """-mean log D(x) - mean log(1 - D(G(z))): BCE(real, 1) + BCE(fake, 0), logits (B,).
+
+    With real_label t < 1 the real images' target is t (one-sided label smoothing, Salimans et
+    al. 2016, section 3.4): BCE(real, t) = t softplus(-x) + (1 - t) softplus(x); the fakes'
+    target stays 0, so D is never rewarded for calling a fake real."""
+    real_term = real_label * jax.nn.softplus(-real_logits)
+    if real_label != 1.0:
+        real_term = real_term + (1.0 - real_label) * jax.nn.softplus(real_logits)
+    return jnp.mean(real_term) + jnp.mean(jax.nn.softplus(fake_logits))
 
 
 def generator_loss(fake_logits: jax.Array) -> jax.Array:
@@ -88,8 +98,21 @@ def count_params(state: State) -> tuple[int, int]:
                  for k in ("g_params", "d_params"))
 
 
-def adam(learning_rate: float, beta1: float) -> optax.GradientTransformation:
-    return optax.adam(learning_rate, b1=beta1)
+def adam(learning_rate: float, beta1: float, *, decay_start: float = 1.0,
+         total_steps: int = 1) -> optax.GradientTransformation:
+    """Adam at a constant rate (the paper), or, with decay_start < 1, constant for the first
+    decay_start x total_steps steps and then falling linearly to 0 at total_steps.
+
+    The schedule reads Adam's own step count (saved in the optimizer state), so a resumed run
+    continues it exactly; a resume that changes the number of steps re-draws the line from there.
+    """
+    if decay_start >= 1.0:
+        return optax.adam(learning_rate, b1=beta1)
+    flat = int(decay_start * total_steps)
+    schedule = optax.join_schedules(
+        [optax.constant_schedule(learning_rate),
+         optax.linear_schedule(learning_rate, 0.0, max(total_steps - flat, 1))], [flat])
+    return optax.adam(schedule, b1=beta1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,6 +125,17 @@ class GanSteps:
     latent_dim: int
     latent_distribution: str = "uniform"
     ema_decay: float = 0.0  # 0 = sample from G's own weights (the paper)
+    real_label: float = 1.0  # D's target for real images; < 1 = one-sided label smoothing
+    instance_noise: float = 0.0  # std of the noise added to D's inputs at step 0; 0 = none
+    total_steps: int = 1  # the noise falls linearly to 0 at this step
+
+    def noise_std(self, step: jax.Array) -> jax.Array:
+        """Instance noise at `step` (Sonderby et al. 2016, Arjovsky & Bottou 2017): N(0, s^2)
+        added to every image D sees, real and generated, s falling linearly from
+        `instance_noise` to 0 over the run. It blurs the fine texture (pixel grain) in which
+        real and generated images differ first, so that D's gradient for G is about shape."""
+        left = 1.0 - step.astype(jnp.float32) / max(self.total_steps, 1)
+        return self.instance_noise * jnp.maximum(left, 0.0)
 
     def sample_z(self, key: jax.Array, n: int) -> jax.Array:
         """(n, latent_dim) float32 from U(-1, 1) or N(0, 1)."""
@@ -124,6 +158,8 @@ class GanSteps:
         real = to_unit_range(batch["image"])  # (B, S, S, C)
         key = jax.random.fold_in(state["key"], state["step"])
         z = self.sample_z(key, real.shape[0])  # (B, nz)
+        real_noise, fake_noise = self._instance_noise(jax.random.fold_in(key, 1), state["step"],
+                                                      real.shape)
 
         def forward(g_params: Any) -> tuple[jax.Array, Any]:
             return self.generate(g_params, state["g_rest"], z, train=True)
@@ -132,9 +168,11 @@ class GanSteps:
 
         # ---- D: real -> 1, detached fake -> 0
         def d_loss_fn(d_params: Any):
-            real_logits, rest = self.judge(d_params, state["d_rest"], real)
-            fake_logits, rest = self.judge(d_params, rest, jax.lax.stop_gradient(fake))
-            return discriminator_loss(real_logits, fake_logits), (real_logits, fake_logits, rest)
+            real_logits, rest = self.judge(d_params, state["d_rest"], real + real_noise)
+            fake_logits, rest = self.judge(d_params, rest,
+                                           jax.lax.stop_gradient(fake) + fake_noise)
+            loss = discriminator_loss(real_logits, fake_logits, self.real_label)
+            return loss, (real_logits, fake_logits, rest)
 
         (d_loss, (real_logits, fake_logits, d_rest)), d_grads = jax.value_and_grad(
             d_loss_fn, has_aux=True)(state["d_params"])
@@ -143,7 +181,7 @@ class GanSteps:
 
         # ---- G: fake -> 1 through the updated D (gradient to the images only)
         def g_loss_fn(images: jax.Array):
-            logits, _ = self.judge(d_params, d_rest, images)
+            logits, _ = self.judge(d_params, d_rest, images + fake_noise)
             return generator_loss(logits)
 
         g_loss, d_fake_images = jax.value_and_grad(g_loss_fn)(fake)
@@ -167,6 +205,15 @@ class GanSteps:
         }
         return new_state, metrics
 
+    def _instance_noise(self, key: jax.Array, step: jax.Array,
+                        shape: tuple[int, ...]) -> tuple[jax.Array, jax.Array]:
+        """(real, generated) noise images (B, S, S, C), or two zeros when there is none."""
+        if self.instance_noise <= 0:
+            return jnp.zeros(()), jnp.zeros(())
+        std = self.noise_std(step)
+        real_key, fake_key = jax.random.split(key)
+        return (std * jax.random.normal(real_key, shape), std * jax.random.normal(fake_key, shape))
+
     def make_train_step(self) -> Callable:
         return jax.jit(self.train_step, donate_argnums=0)
 
@@ -179,28 +226,34 @@ class GanSteps:
         return jax.jit(sample)
 
 
-def build(*, image_size: int, channels: int, latent_dim: int, width: int,
-          latent_distribution: str, learning_rate: float, beta1: float, seed: int,
-          ema_decay: float = 0.0) -> tuple[GanSteps, State]:
-    """The two nets, their steps and the initial state (same seed, same weights)."""
+def build(cfg: GanConfig, *, image_size: int, channels: int,
+          total_steps: int = 1) -> tuple[GanSteps, State]:
+    """The two nets, their steps and the initial state (same seed, same weights).
+
+    total_steps only places the learning-rate decay (cfg.lr_decay_start) and the end of the
+    instance noise; the state's structure does not depend on it, so a checkpoint restores into
+    a template built with any value."""
     from realsys_cli.models.dcgan import Discriminator, Generator
 
-    rngs = nnx.Rngs(params=seed)
-    generator = Generator(latent_dim=latent_dim, image_size=image_size, channels=channels,
-                          width=width, rngs=rngs)
-    discriminator = Discriminator(image_size=image_size, channels=channels, width=width,
+    rngs = nnx.Rngs(params=cfg.seed)
+    generator = Generator(latent_dim=cfg.latent_dim, image_size=image_size, channels=channels,
+                          width=cfg.width, rngs=rngs)
+    discriminator = Discriminator(image_size=image_size, channels=channels, width=cfg.width,
                                   rngs=rngs)
-    tx = adam(learning_rate, beta1)
-    steps = GanSteps(nnx.graphdef(generator), nnx.graphdef(discriminator), tx, latent_dim,
-                     latent_distribution, ema_decay)
-    return steps, init_state(generator, discriminator, tx, seed, ema=ema_decay > 0)
+    tx = adam(cfg.learning_rate, cfg.beta1, decay_start=cfg.lr_decay_start,
+              total_steps=total_steps)
+    steps = GanSteps(nnx.graphdef(generator), nnx.graphdef(discriminator), tx, cfg.latent_dim,
+                     cfg.latent_distribution, cfg.ema_decay, cfg.real_label,
+                     cfg.instance_noise, total_steps)
+    return steps, init_state(generator, discriminator, tx, cfg.seed, ema=cfg.ema_decay > 0)
 
 
 def bench_workload(batch_size: int) -> dict[str, Any]:
     """The bench's `dcgan` workload (bench/jax_worker.py): 64x64x3, nz 100, ngf = ndf = 64,
     Adam 2e-4 beta1 0.5; one D step on real + fake and one G step, normal z as the peer."""
-    steps, state = build(image_size=64, channels=3, latent_dim=100, width=64,
-                         latent_distribution="normal", learning_rate=2e-4, beta1=0.5, seed=0)
+    cfg = GanConfig(latent_dim=100, width=64, latent_distribution="normal",
+                    learning_rate=2e-4, beta1=0.5, seed=0)
+    steps, state = build(cfg, image_size=64, channels=3)
     rng = np.random.default_rng(0)
     batch = {"image": jnp.asarray(rng.integers(0, 256, (batch_size, 64, 64, 3), np.uint8))}
 

@@ -205,11 +205,8 @@ def train_and_evaluate(cfg: GanConfig, workdir: str | Path, *,
                                            num_samples=cfg.fid_samples, seed=cfg.seed)
 
     # --------------------------------------------------------------- nets and optimizers
-    steps, state = build(image_size=facts.image_size, channels=facts.channels,
-                         latent_dim=cfg.latent_dim, width=cfg.width,
-                         latent_distribution=cfg.latent_distribution,
-                         learning_rate=cfg.learning_rate, beta1=cfg.beta1, seed=cfg.seed,
-                         ema_decay=cfg.ema_decay)
+    steps, state = build(cfg, image_size=facts.image_size, channels=facts.channels,
+                         total_steps=total_steps)
     g_count, d_count = count_params(state)
     probe = _real_probe(train_source, cfg.grid_samples, facts.image_size, cfg.seed)
     job = GanJob(steps, cfg, facts, workdir, meter, total_steps, jnp.asarray(probe))
