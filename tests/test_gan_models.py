@@ -133,6 +133,10 @@ def test_instance_noise_falls_to_zero_and_changes_what_d_sees():
     steps, state = build(cfg, image_size=28, channels=1, total_steps=10)
     stds = [float(steps.noise_std(jnp.int32(t))) for t in (0, 5, 10, 12)]
     np.testing.assert_allclose(stds, [0.2, 0.1, 0.0, 0.0], atol=1e-7)
+    constant, _ = build(GanConfig(latent_dim=8, width=4, instance_noise=0.2,
+                                  instance_noise_decays=False), image_size=28, channels=1,
+                        total_steps=10)
+    assert float(constant.noise_std(jnp.int32(10))) == pytest.approx(0.2)
     images = {"image": jnp.asarray(np.random.default_rng(0).integers(0, 256, (4, 28, 28, 1),
                                                                      np.uint8))}
     plain_steps, plain = build(GanConfig(latent_dim=8, width=4), image_size=28, channels=1)
@@ -143,6 +147,24 @@ def test_instance_noise_falls_to_zero_and_changes_what_d_sees():
     assert float(noisy_metrics["d_loss"]) != pytest.approx(float(plain_metrics["d_loss"]),
                                                            rel=1e-4)
     assert float(noisy_metrics["spread"]) == pytest.approx(float(plain_metrics["spread"]))
+
+
+def test_two_g_steps_update_g_twice_and_d_once():
+    images = {"image": jnp.asarray(np.random.default_rng(0).integers(0, 256, (4, 28, 28, 1),
+                                                                     np.uint8))}
+    runs = {}
+    for g_steps in (1, 2):
+        steps, state = build(GanConfig(latent_dim=8, width=4, g_steps=g_steps), image_size=28,
+                             channels=1)
+        runs[g_steps] = steps.train_step(state, images)[0]
+    one, two = runs[1], runs[2]
+    for a, b in zip(jax.tree.leaves(one["d_params"]), jax.tree.leaves(two["d_params"])):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))  # D: the same one update
+    moved = [not np.allclose(a, b) for a, b in zip(jax.tree.leaves(one["g_params"]),
+                                                   jax.tree.leaves(two["g_params"]))]
+    assert all(moved)
+    counts = [int(x) for x in jax.tree.leaves(two["g_opt"]) if np.ndim(x) == 0]
+    assert counts and set(counts) == {2}  # Adam counted two G updates
 
 
 def test_to_uint8_maps_the_tanh_range():

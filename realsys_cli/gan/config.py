@@ -29,8 +29,10 @@ class GanConfig:
     beta1: float = 0.5
     ema_decay: float = 0.0  # sample from a moving average of G's weights; 0 = off (the paper)
     real_label: float = 1.0  # D's target for real images; 0.9 = one-sided label smoothing
+    g_steps: int = 1  # G updates per D update; 1 = the paper
     instance_noise: float = 0.0  # std of N(0, s^2) added to D's inputs ([-1, 1] images), falling
     #                              linearly to 0 over the run; 0 = none (the paper)
+    instance_noise_decays: bool = True  # False: the noise keeps its std to the end
     lr_decay_start: float = 1.0  # share of the steps after which the rates fall linearly to 0;
     #                              1 = constant (the paper)
     # --- quality (FID and class coverage on the judge's features)
@@ -47,7 +49,7 @@ class GanConfig:
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "num_epochs", "latent_dim", "width", "log_every_steps",
-                     "checkpoints_to_keep", "judge_epochs", "grid_samples"):
+                     "checkpoints_to_keep", "judge_epochs", "grid_samples", "g_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
         if self.image_size not in (0, 28, 32, 64):

@@ -13,7 +13,9 @@ section 3; Radford et al. 2015 for the rest):
   1. z ~ U(-1, 1) or N(0, 1), (B, nz); fake = G(z) with batch statistics, run once (jax.vjp);
   2. D: minimise -log D(x) - log(1 - D(G(z))) on a real and a (detached) fake batch, each
      normalised with its own batch statistics, as pytorch/examples dcgan does;
-  3. G: minimise -log D(G(z)) through the updated D; D's weights get no gradient.
+  3. G: minimise -log D(G(z)) through the updated D; D's weights get no gradient (with
+     g_steps > 1, G is updated that many times on the same z, as carpedm20/DCGAN-tensorflow
+     does to keep D's loss off 0).
 
 Images are uint8 in the batch and [-1, 1] floats in the nets (G ends in tanh).
 
@@ -127,13 +129,18 @@ class GanSteps:
     ema_decay: float = 0.0  # 0 = sample from G's own weights (the paper)
     real_label: float = 1.0  # D's target for real images; < 1 = one-sided label smoothing
     instance_noise: float = 0.0  # std of the noise added to D's inputs at step 0; 0 = none
-    total_steps: int = 1  # the noise falls linearly to 0 at this step
+    total_steps: int = 1  # the noise falls linearly to 0 at this step ...
+    noise_decays: bool = True  # ... or, when False, stays at `instance_noise` throughout
+    g_steps: int = 1  # G updates per D update (the paper: 1)
 
     def noise_std(self, step: jax.Array) -> jax.Array:
         """Instance noise at `step` (Sonderby et al. 2016, Arjovsky & Bottou 2017): N(0, s^2)
         added to every image D sees, real and generated, s falling linearly from
-        `instance_noise` to 0 over the run. It blurs the fine texture (pixel grain) in which
-        real and generated images differ first, so that D's gradient for G is about shape."""
+        `instance_noise` to 0 over the run (or constant). It blurs the fine texture (pixel
+        grain) in which real and generated images differ first, so that D's gradient for G is
+        about shape."""
+        if not self.noise_decays:
+            return jnp.float32(self.instance_noise)
         left = 1.0 - step.astype(jnp.float32) / max(self.total_steps, 1)
         return self.instance_noise * jnp.maximum(left, 0.0)
 
@@ -161,10 +168,12 @@ class GanSteps:
         real_noise, fake_noise = self._instance_noise(jax.random.fold_in(key, 1), state["step"],
                                                       real.shape)
 
-        def forward(g_params: Any) -> tuple[jax.Array, Any]:
-            return self.generate(g_params, state["g_rest"], z, train=True)
+        def forward(g_rest: Any) -> Callable:
+            """G on this step's z as a function of its weights (BatchNorm state `g_rest`)."""
+            return lambda g_params: self.generate(g_params, g_rest, z, train=True)
 
-        fake, g_pullback, g_rest = jax.vjp(forward, state["g_params"], has_aux=True)
+        fake, g_pullback, g_rest = jax.vjp(forward(state["g_rest"]), state["g_params"],
+                                           has_aux=True)
 
         # ---- D: real -> 1, detached fake -> 0
         def d_loss_fn(d_params: Any):
@@ -184,10 +193,14 @@ class GanSteps:
             logits, _ = self.judge(d_params, d_rest, images + fake_noise)
             return generator_loss(logits)
 
-        g_loss, d_fake_images = jax.value_and_grad(g_loss_fn)(fake)
-        (g_grads,) = g_pullback(d_fake_images)
-        g_updates, g_opt = self.tx.update(g_grads, state["g_opt"], state["g_params"])
-        g_params = optax.apply_updates(state["g_params"], g_updates)
+        g_params, g_opt = state["g_params"], state["g_opt"]
+        for i in range(self.g_steps):
+            if i > 0:  # G changed: run it again on the same z
+                fake, g_pullback, g_rest = jax.vjp(forward(g_rest), g_params, has_aux=True)
+            g_loss, d_fake_images = jax.value_and_grad(g_loss_fn)(fake)
+            (g_grads,) = g_pullback(d_fake_images)
+            g_updates, g_opt = self.tx.update(g_grads, g_opt, g_params)
+            g_params = optax.apply_updates(g_params, g_updates)
         new_state = dict(state, g_params=g_params, g_rest=g_rest, g_opt=g_opt,
                          d_params=d_params, d_rest=d_rest, d_opt=d_opt, step=state["step"] + 1)
         if self.ema_decay > 0:
@@ -243,8 +256,9 @@ def build(cfg: GanConfig, *, image_size: int, channels: int,
     tx = adam(cfg.learning_rate, cfg.beta1, decay_start=cfg.lr_decay_start,
               total_steps=total_steps)
     steps = GanSteps(nnx.graphdef(generator), nnx.graphdef(discriminator), tx, cfg.latent_dim,
-                     cfg.latent_distribution, cfg.ema_decay, cfg.real_label,
-                     cfg.instance_noise, total_steps)
+                     cfg.latent_distribution, ema_decay=cfg.ema_decay, real_label=cfg.real_label,
+                     instance_noise=cfg.instance_noise, total_steps=total_steps,
+                     noise_decays=cfg.instance_noise_decays, g_steps=cfg.g_steps)
     return steps, init_state(generator, discriminator, tx, cfg.seed, ema=cfg.ema_decay > 0)
 
 
