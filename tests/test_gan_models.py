@@ -167,6 +167,24 @@ def test_two_g_steps_update_g_twice_and_d_once():
     assert counts and set(counts) == {2}  # Adam counted two G updates
 
 
+def test_g_learning_rate_moves_only_g_faster():
+    images = {"image": jnp.asarray(np.random.default_rng(0).integers(0, 256, (4, 28, 28, 1),
+                                                                     np.uint8))}
+    moves = {}
+    for g_lr in (0.0, 4e-4):  # 0 = the shared 2e-4
+        steps, state = build(GanConfig(latent_dim=8, width=4, g_learning_rate=g_lr),
+                             image_size=28, channels=1)
+        before = {k: jax.tree.leaves(jax.tree.map(np.asarray, state[k]))
+                  for k in ("g_params", "d_params")}
+        new = steps.train_step(state, images)[0]
+        moves[g_lr] = {k: max(float(np.abs(np.asarray(b) - a).max())
+                              for a, b in zip(before[k], jax.tree.leaves(new[k])))
+                       for k in before}
+    # Adam's first step moves every weight by about its rate: G twice as far, D the same.
+    assert moves[4e-4]["g_params"] == pytest.approx(2 * moves[0.0]["g_params"], rel=1e-3)
+    assert moves[4e-4]["d_params"] == pytest.approx(moves[0.0]["d_params"], rel=1e-6)
+
+
 def test_to_uint8_maps_the_tanh_range():
     out = np.asarray(to_uint8(jnp.array([-1.0, 0.0, 1.0, 2.0, -3.0])))
     assert out.tolist() == [0, 128, 255, 255, 0]

@@ -146,6 +146,31 @@ def _final_state(workdir):
     return load_generator(workdir).state
 
 
+def _interrupt_at_step_11_and_resume(cfg: GanConfig, workdir, monkeypatch) -> dict:
+    """Ctrl-C arrives while step 11 runs (in epoch 2); then the same command again."""
+    real_make = GanSteps.make_train_step
+
+    def interrupting(self):
+        step = real_make(self)
+        calls = {"n": 0}
+
+        def wrapped(state, batch):
+            calls["n"] += 1
+            if calls["n"] == 11:
+                signal.raise_signal(signal.SIGINT)
+            return step(state, batch)
+
+        return wrapped
+
+    monkeypatch.setattr(GanSteps, "make_train_step", interrupting)
+    with pytest.raises(KeyboardInterrupt):
+        train_and_evaluate(cfg, workdir)
+    monkeypatch.setattr(GanSteps, "make_train_step", real_make)
+    resumed = train_and_evaluate(cfg, workdir)
+    assert resumed["resumed_from_step"] == 11 and resumed["steps"] == 16
+    return resumed
+
+
 def test_interrupted_and_resumed_run_equals_uninterrupted(trained, tmp_path, monkeypatch):
     """The fixture's CLI run is the uninterrupted one; this one is stopped by Ctrl-C at step 11
     and resumed by running it again. Only the judge's location differs (same judge)."""
@@ -155,32 +180,31 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(trained, tmp_path, mon
     cfg = GanConfig(dataset=TINY, width=4, batch_size=32, num_epochs=2,
                     latent_distribution="normal", fid_samples=64, grid_samples=16,
                     judge_epochs=2, judge=str(workdir / "judge"))
-    real_make = GanSteps.make_train_step
-
-    def interrupting(self):
-        step = real_make(self)
-        calls = {"n": 0}
-
-        def wrapped(state, batch):
-            calls["n"] += 1
-            if calls["n"] == 11:  # Ctrl-C arrives while step 11 runs (in epoch 2)
-                signal.raise_signal(signal.SIGINT)
-            return step(state, batch)
-
-        return wrapped
-
-    monkeypatch.setattr(GanSteps, "make_train_step", interrupting)
-    with pytest.raises(KeyboardInterrupt):
-        train_and_evaluate(cfg, tmp_path / "resumed")
-    monkeypatch.setattr(GanSteps, "make_train_step", real_make)
-    resumed = train_and_evaluate(cfg, tmp_path / "resumed")
-    assert resumed["resumed_from_step"] == 11 and resumed["steps"] == 16
+    resumed = _interrupt_at_step_11_and_resume(cfg, tmp_path / "resumed", monkeypatch)
     a, b = _final_state(workdir), _final_state(tmp_path / "resumed")
     for key in ("g_params", "g_rest", "d_params", "d_opt"):
         for x, y in zip(_leaves(a[key]), _leaves(b[key])):
             np.testing.assert_array_equal(x, y)
     assert resumed["fid"] == straight["fid"]
     assert resumed["class_coverage"] == straight["class_coverage"]
+
+
+def test_resume_is_exact_with_every_option_beyond_the_paper(trained, tmp_path, monkeypatch):
+    """Instance noise, the lr decay, G's own rate, two G steps, label smoothing and the weight
+    average all live in the state or follow the step count: resuming changes nothing."""
+    workdir, _, root = trained
+    monkeypatch.setenv("TFDS_DATA_DIR", str(root / "tfds"))
+    cfg = GanConfig(dataset=TINY, width=4, batch_size=32, num_epochs=2, fid_samples=64,
+                    grid_samples=16, judge=str(workdir / "judge"), instance_noise=0.1,
+                    lr_decay_start=0.5, g_learning_rate=4e-4, g_steps=2, real_label=0.9,
+                    ema_decay=0.99)
+    straight = train_and_evaluate(cfg, tmp_path / "straight")
+    resumed = _interrupt_at_step_11_and_resume(cfg, tmp_path / "resumed", monkeypatch)
+    a, b = _final_state(tmp_path / "straight"), _final_state(tmp_path / "resumed")
+    for key in ("g_params", "g_ema", "d_params", "g_opt", "d_opt"):
+        for x, y in zip(_leaves(a[key]), _leaves(b[key])):
+            np.testing.assert_array_equal(x, y)
+    assert resumed["fid"] == straight["fid"]
 
 
 def test_resume_with_another_architecture_is_refused(trained, monkeypatch):

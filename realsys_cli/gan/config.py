@@ -26,6 +26,7 @@ class GanConfig:
     num_epochs: int = 5
     max_steps: int = 0  # stop after this many steps; 0 = num_epochs worth
     learning_rate: float = 2e-4
+    g_learning_rate: float = 0.0  # G's own rate; 0 = learning_rate (the paper: the same)
     beta1: float = 0.5
     ema_decay: float = 0.0  # sample from a moving average of G's weights; 0 = off (the paper)
     real_label: float = 1.0  # D's target for real images; 0.9 = one-sided label smoothing
@@ -54,8 +55,8 @@ class GanConfig:
                 raise ValueError(f"{name} must be at least 1")
         if self.image_size not in (0, 28, 32, 64):
             raise ValueError("image_size must be 28, 32 or 64 (or 0 for the dataset's side)")
-        if self.learning_rate <= 0:
-            raise ValueError("learning_rate must be positive")
+        if self.learning_rate <= 0 or self.g_learning_rate < 0:
+            raise ValueError("learning_rate must be positive (and g_learning_rate >= 0)")
         if not 0 <= self.beta1 < 1:
             raise ValueError("beta1 must be in [0, 1)")
         if not 0 <= self.ema_decay < 1:

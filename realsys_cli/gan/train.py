@@ -117,10 +117,14 @@ class GanJob:
         self.last_quality_step = -1
         self.last_grid: Path | None = None
 
-        def probe(d_params: Any, d_rest: Any, real: jax.Array, fake: jax.Array):
+        def probe(d_params: Any, d_rest: Any, real: jax.Array, fake: jax.Array,
+                  step: jax.Array):
             real, fake = to_unit_range(real), to_unit_range(fake)
-            real_logits, _ = self.steps.judge(d_params, d_rest, real)
-            fake_logits, _ = self.steps.judge(d_params, d_rest, fake)
+            # D is judged on what it trains on: with instance noise, noisy images.
+            real_noise, fake_noise = self.steps.noise_images(jax.random.key(self.cfg.seed),
+                                                             step, real.shape)
+            real_logits, _ = self.steps.judge(d_params, d_rest, real + real_noise)
+            fake_logits, _ = self.steps.judge(d_params, d_rest, fake + fake_noise)
             return (discriminator_loss(real_logits, fake_logits),
                     batch_spread(fake) / jnp.maximum(batch_spread(real), 1e-6))
 
@@ -146,7 +150,8 @@ class GanJob:
         self.last_grid = self.workdir / "samples" / f"epoch_{epoch:03d}.png"
         save_samples(self.last_grid, grid)
         d_loss, spread = (float(v) for v in self._probe(state["d_params"], state["d_rest"],
-                                                        self.real_probe, jnp.asarray(grid)))
+                                                        self.real_probe, jnp.asarray(grid),
+                                                        state["step"]))
         shown: dict[str, float] = {"d_loss": d_loss, "spread": spread}
         self._warn_if_collapsed(epoch, d_loss, spread)
         best = None
