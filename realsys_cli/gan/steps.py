@@ -78,12 +78,12 @@ def batch_spread(images: jax.Array) -> jax.Array:
 
 
 def init_state(generator: nnx.Module, discriminator: nnx.Module,
-               tx: optax.GradientTransformation, seed: int, *, ema: bool = False,
-               g_tx: optax.GradientTransformation | None = None) -> State:
+               g_tx: optax.GradientTransformation, d_tx: optax.GradientTransformation,
+               seed: int, *, ema: bool = False) -> State:
     _, g_params, g_rest = nnx.split(generator, nnx.Param, ...)
     _, d_params, d_rest = nnx.split(discriminator, nnx.Param, ...)
-    state = {"g_params": g_params, "g_rest": g_rest, "g_opt": (g_tx or tx).init(g_params),
-             "d_params": d_params, "d_rest": d_rest, "d_opt": tx.init(d_params),
+    state = {"g_params": g_params, "g_rest": g_rest, "g_opt": g_tx.init(g_params),
+             "d_params": d_params, "d_rest": d_rest, "d_opt": d_tx.init(d_params),
              "step": jnp.zeros((), jnp.int32), "key": jax.random.key(seed)}
     if ema:
         state["g_ema"] = jax.tree.map(jnp.copy, g_params)
@@ -124,7 +124,8 @@ class GanSteps:
 
     g_graphdef: Any
     d_graphdef: Any
-    tx: optax.GradientTransformation  # D's optimizer, and G's unless g_tx is given
+    g_tx: optax.GradientTransformation  # G's optimizer
+    d_tx: optax.GradientTransformation  # D's (the same object when both learn at one rate)
     latent_dim: int
     latent_distribution: str = "uniform"
     ema_decay: float = 0.0  # 0 = sample from G's own weights (the paper)
@@ -133,7 +134,6 @@ class GanSteps:
     total_steps: int = 1  # the noise falls linearly to 0 at this step ...
     noise_decays: bool = True  # ... or, when False, stays at `instance_noise` throughout
     g_steps: int = 1  # G updates per D update (the paper: 1)
-    g_tx: optax.GradientTransformation | None = None  # G's own optimizer (its own rate)
 
     def noise_std(self, step: jax.Array) -> jax.Array:
         """Instance noise at `step` (Sonderby et al. 2016, Arjovsky & Bottou 2017): N(0, s^2)
@@ -168,7 +168,7 @@ class GanSteps:
         key = jax.random.fold_in(state["key"], state["step"])
         z = self.sample_z(key, real.shape[0])  # (B, nz)
         real_noise, fake_noise = self.noise_images(jax.random.fold_in(key, 1), state["step"],
-                                                      real.shape)
+                                                   real.shape)
 
         def forward(g_rest: Any) -> Callable:
             """G on this step's z as a function of its weights (BatchNorm state `g_rest`)."""
@@ -187,7 +187,7 @@ class GanSteps:
 
         (d_loss, (real_logits, fake_logits, d_rest)), d_grads = jax.value_and_grad(
             d_loss_fn, has_aux=True)(state["d_params"])
-        d_updates, d_opt = self.tx.update(d_grads, state["d_opt"], state["d_params"])
+        d_updates, d_opt = self.d_tx.update(d_grads, state["d_opt"], state["d_params"])
         d_params = optax.apply_updates(state["d_params"], d_updates)
 
         # ---- G: fake -> 1 through the updated D (gradient to the images only)
@@ -201,7 +201,7 @@ class GanSteps:
                 fake, g_pullback, g_rest = jax.vjp(forward(g_rest), g_params, has_aux=True)
             g_loss, d_fake_images = jax.value_and_grad(g_loss_fn)(fake)
             (g_grads,) = g_pullback(d_fake_images)
-            g_updates, g_opt = (self.g_tx or self.tx).update(g_grads, g_opt, g_params)
+            g_updates, g_opt = self.g_tx.update(g_grads, g_opt, g_params)
             g_params = optax.apply_updates(g_params, g_updates)
         new_state = dict(state, g_params=g_params, g_rest=g_rest, g_opt=g_opt,
                          d_params=d_params, d_rest=d_rest, d_opt=d_opt, step=state["step"] + 1)
@@ -221,7 +221,7 @@ class GanSteps:
         return new_state, metrics
 
     def noise_images(self, key: jax.Array, step: jax.Array,
-                        shape: tuple[int, ...]) -> tuple[jax.Array, jax.Array]:
+                     shape: tuple[int, ...]) -> tuple[jax.Array, jax.Array]:
         """(real, generated) noise images (B, S, S, C), or two zeros when there is none."""
         if self.instance_noise <= 0:
             return jnp.zeros(()), jnp.zeros(())
@@ -255,18 +255,18 @@ def build(cfg: GanConfig, *, image_size: int, channels: int,
                           width=cfg.width, rngs=rngs)
     discriminator = Discriminator(image_size=image_size, channels=channels, width=cfg.width,
                                   rngs=rngs)
-    tx = adam(cfg.learning_rate, cfg.beta1, decay_start=cfg.lr_decay_start,
-              total_steps=total_steps)
-    g_tx = None
-    if cfg.g_learning_rate and cfg.g_learning_rate != cfg.learning_rate:
-        g_tx = adam(cfg.g_learning_rate, cfg.beta1, decay_start=cfg.lr_decay_start,
-                    total_steps=total_steps)
-    steps = GanSteps(nnx.graphdef(generator), nnx.graphdef(discriminator), tx, cfg.latent_dim,
-                     cfg.latent_distribution, ema_decay=cfg.ema_decay, real_label=cfg.real_label,
-                     instance_noise=cfg.instance_noise, total_steps=total_steps,
-                     noise_decays=cfg.instance_noise_decays, g_steps=cfg.g_steps, g_tx=g_tx)
-    return steps, init_state(generator, discriminator, tx, cfg.seed, ema=cfg.ema_decay > 0,
-                             g_tx=g_tx)
+    def optimizer(rate: float) -> optax.GradientTransformation:
+        return adam(rate, cfg.beta1, decay_start=cfg.lr_decay_start, total_steps=total_steps)
+
+    d_tx = optimizer(cfg.learning_rate)
+    g_tx = optimizer(cfg.g_learning_rate) if cfg.g_learning_rate else d_tx
+    steps = GanSteps(nnx.graphdef(generator), nnx.graphdef(discriminator), g_tx, d_tx,
+                     cfg.latent_dim, cfg.latent_distribution, ema_decay=cfg.ema_decay,
+                     real_label=cfg.real_label, instance_noise=cfg.instance_noise,
+                     total_steps=total_steps, noise_decays=cfg.instance_noise_decays,
+                     g_steps=cfg.g_steps)
+    return steps, init_state(generator, discriminator, g_tx, d_tx, cfg.seed,
+                             ema=cfg.ema_decay > 0)
 
 
 def bench_workload(batch_size: int) -> dict[str, Any]:
