@@ -128,15 +128,21 @@ def test_learning_rate_decays_linearly_to_zero_after_its_start():
     assert -float(update) == pytest.approx(0.1, rel=1e-5)
 
 
-def test_instance_noise_falls_to_zero_and_changes_what_d_sees():
+def test_instance_noise_follows_its_schedule_and_changes_what_d_sees():
     cfg = GanConfig(latent_dim=8, width=4, instance_noise=0.2)
     steps, state = build(cfg, image_size=28, channels=1, total_steps=10)
     stds = [float(steps.noise_std(jnp.int32(t))) for t in (0, 5, 10, 12)]
     np.testing.assert_allclose(stds, [0.2, 0.1, 0.0, 0.0], atol=1e-7)
+    floor, _ = build(GanConfig(latent_dim=8, width=4, instance_noise=0.2,
+                               instance_noise_final=0.05), image_size=28, channels=1,
+                     total_steps=10)
+    stds = [float(floor.noise_std(jnp.int32(t))) for t in (0, 4, 10, 12)]
+    np.testing.assert_allclose(stds, [0.2, 0.14, 0.05, 0.05], atol=1e-7)
     constant, _ = build(GanConfig(latent_dim=8, width=4, instance_noise=0.2,
-                                  instance_noise_decays=False), image_size=28, channels=1,
+                                  instance_noise_final=0.2), image_size=28, channels=1,
                         total_steps=10)
-    assert float(constant.noise_std(jnp.int32(10))) == pytest.approx(0.2)
+    assert [float(constant.noise_std(jnp.int32(t))) for t in (0, 10)] == [
+        pytest.approx(0.2), pytest.approx(0.2)]
     images = {"image": jnp.asarray(np.random.default_rng(0).integers(0, 256, (4, 28, 28, 1),
                                                                      np.uint8))}
     plain_steps, plain = build(GanConfig(latent_dim=8, width=4), image_size=28, channels=1)

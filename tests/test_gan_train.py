@@ -196,8 +196,8 @@ def test_resume_is_exact_with_every_option_beyond_the_paper(trained, tmp_path, m
     monkeypatch.setenv("TFDS_DATA_DIR", str(root / "tfds"))
     cfg = GanConfig(dataset=TINY, width=4, batch_size=32, num_epochs=2, fid_samples=64,
                     grid_samples=16, judge=str(workdir / "judge"), instance_noise=0.1,
-                    lr_decay_start=0.5, g_learning_rate=4e-4, g_steps=2, real_label=0.9,
-                    ema_decay=0.99)
+                    instance_noise_final=0.02, lr_decay_start=0.5, g_learning_rate=4e-4,
+                    g_steps=2, real_label=0.9, ema_decay=0.99)
     straight = train_and_evaluate(cfg, tmp_path / "straight")
     resumed = _interrupt_at_step_11_and_resume(cfg, tmp_path / "resumed", monkeypatch)
     a, b = _final_state(tmp_path / "straight"), _final_state(tmp_path / "resumed")

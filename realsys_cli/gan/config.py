@@ -31,9 +31,10 @@ class GanConfig:
     ema_decay: float = 0.0  # sample from a moving average of G's weights; 0 = off (the paper)
     real_label: float = 1.0  # D's target for real images; 0.9 = one-sided label smoothing
     g_steps: int = 1  # G updates per D update; 1 = the paper
-    instance_noise: float = 0.0  # std of N(0, s^2) added to D's inputs ([-1, 1] images), falling
-    #                              linearly to 0 over the run; 0 = none (the paper)
-    instance_noise_decays: bool = True  # False: the noise keeps its std to the end
+    instance_noise: float = 0.0  # std of N(0, s^2) added to D's inputs ([-1, 1] images) at
+    #                              step 0; 0 = none (the paper)
+    instance_noise_final: float = 0.0  # its std at the last step, reached linearly; set it to
+    #                                    instance_noise for constant noise
     lr_decay_start: float = 1.0  # share of the steps after which the rates fall linearly to 0;
     #                              1 = constant (the paper)
     # --- quality (FID and class coverage on the judge's features)
@@ -63,8 +64,9 @@ class GanConfig:
             raise ValueError("ema_decay must be in [0, 1)")
         if not 0.5 < self.real_label <= 1:
             raise ValueError("real_label must be in (0.5, 1]")
-        if not 0 <= self.instance_noise <= 1:
-            raise ValueError("instance_noise must be in [0, 1] (a std in [-1, 1] pixel units)")
+        if not 0 <= self.instance_noise <= 1 or not 0 <= self.instance_noise_final <= 1:
+            raise ValueError("instance_noise and instance_noise_final must be in [0, 1] (a std "
+                             "in [-1, 1] pixel units)")
         if not 0 <= self.lr_decay_start <= 1:
             raise ValueError("lr_decay_start must be in [0, 1] (1 = no decay)")
         if self.fid_samples < 2:

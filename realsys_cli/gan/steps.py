@@ -130,21 +130,20 @@ class GanSteps:
     latent_distribution: str = "uniform"
     ema_decay: float = 0.0  # 0 = sample from G's own weights (the paper)
     real_label: float = 1.0  # D's target for real images; < 1 = one-sided label smoothing
-    instance_noise: float = 0.0  # std of the noise added to D's inputs at step 0; 0 = none
-    total_steps: int = 1  # the noise falls linearly to 0 at this step ...
-    noise_decays: bool = True  # ... or, when False, stays at `instance_noise` throughout
+    instance_noise: float = 0.0  # std of the noise added to D's inputs at step 0 ...
+    noise_final: float = 0.0  # ... and at total_steps (and after), linear in between;
+    total_steps: int = 1  # both 0 = no noise
     g_steps: int = 1  # G updates per D update (the paper: 1)
 
     def noise_std(self, step: jax.Array) -> jax.Array:
         """Instance noise at `step` (Sonderby et al. 2016, Arjovsky & Bottou 2017): N(0, s^2)
-        added to every image D sees, real and generated, s falling linearly from
-        `instance_noise` to 0 over the run (or constant). It blurs the fine texture (pixel
-        grain) in which real and generated images differ first, so that D's gradient for G is
-        about shape."""
-        if not self.noise_decays:
-            return jnp.float32(self.instance_noise)
-        left = 1.0 - step.astype(jnp.float32) / max(self.total_steps, 1)
-        return self.instance_noise * jnp.maximum(left, 0.0)
+        added to every image D sees, real and generated, s moving linearly from
+        `instance_noise` to `noise_final` over the run (constant when they are equal). It blurs
+        the fine texture (pixel grain) in which real and generated images differ first, so
+        that D's gradient for G is about shape; a final std above 0 keeps hiding the finest
+        grain to the end."""
+        done = jnp.minimum(step.astype(jnp.float32) / max(self.total_steps, 1), 1.0)
+        return self.instance_noise + (self.noise_final - self.instance_noise) * done
 
     def sample_z(self, key: jax.Array, n: int) -> jax.Array:
         """(n, latent_dim) float32 from U(-1, 1) or N(0, 1)."""
@@ -223,7 +222,7 @@ class GanSteps:
     def noise_images(self, key: jax.Array, step: jax.Array,
                      shape: tuple[int, ...]) -> tuple[jax.Array, jax.Array]:
         """(real, generated) noise images (B, S, S, C), or two zeros when there is none."""
-        if self.instance_noise <= 0:
+        if self.instance_noise <= 0 and self.noise_final <= 0:
             return jnp.zeros(()), jnp.zeros(())
         std = self.noise_std(step)
         real_key, fake_key = jax.random.split(key)
@@ -263,7 +262,7 @@ def build(cfg: GanConfig, *, image_size: int, channels: int,
     steps = GanSteps(nnx.graphdef(generator), nnx.graphdef(discriminator), g_tx, d_tx,
                      cfg.latent_dim, cfg.latent_distribution, ema_decay=cfg.ema_decay,
                      real_label=cfg.real_label, instance_noise=cfg.instance_noise,
-                     total_steps=total_steps, noise_decays=cfg.instance_noise_decays,
+                     noise_final=cfg.instance_noise_final, total_steps=total_steps,
                      g_steps=cfg.g_steps)
     return steps, init_state(generator, discriminator, g_tx, d_tx, cfg.seed,
                              ema=cfg.ema_decay > 0)
