@@ -100,6 +100,18 @@ def _params(workdir) -> list[np.ndarray]:
     return [np.asarray(x) for x in jax.tree.leaves((state["params"], state["opt"]))]
 
 
+def test_adversarial_run_loads_with_its_trained_discriminator(tmp_path):
+    cfg = _cfg(adversarial=True, num_epochs=1)
+    train_and_evaluate(cfg, tmp_path / "w")
+    loaded = load_trained(tmp_path / "w", best=False).state
+    _, fresh = _steps(cfg)
+    assert jax.tree.structure(loaded) == jax.tree.structure(fresh)
+    trained_d = [np.asarray(x) for x in jax.tree.leaves(loaded["d_params"])]
+    initial_d = [np.asarray(x) for x in jax.tree.leaves(fresh["d_params"])]
+    assert all(np.isfinite(x).all() for x in trained_d)
+    assert any(not np.array_equal(a, b) for a, b in zip(trained_d, initial_d, strict=True))
+
+
 def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path, monkeypatch):
     cfg = _cfg()
     straight = train_and_evaluate(cfg, tmp_path / "straight")

@@ -16,6 +16,7 @@ from typing import Any
 
 import jax
 import numpy as np
+from flax import nnx
 
 from realsys_cli.classifier.augment import PixelStats
 from realsys_cli.classifier.config import ClassifierConfig
@@ -98,10 +99,12 @@ def load_trained(workdir: str | Path, *, best: bool = True) -> TrainedClassifier
         raise CheckpointError(f"{workdir} has no checkpoint yet (was training interrupted "
                               "before the first epoch ended?)")
     facts = DataFacts.from_dict(meta["facts"])
-    model = make_model(cfg, facts)
+    # Shapes only: initialising the weights for real would compile one XLA program per
+    # initializer shape (~5 s for alexnet-small on 2 busy cores) just to be overwritten.
+    model = nnx.eval_shape(lambda: make_model(cfg, facts))
     steps = make_steps(cfg, facts, model, PixelStats.from_dict(meta["stats"]), total_steps=1)
-    template = init_state(model, steps.tx, cfg.seed)
-    state, meta = checkpointer.restore(jax.eval_shape(lambda: template), best=use_best)
+    template = jax.eval_shape(lambda: init_state(make_model(cfg, facts), steps.tx, cfg.seed))
+    state, meta = checkpointer.restore(template, best=use_best)
     checkpointer.close()
     return TrainedClassifier(workdir, cfg, facts, steps, state, int(meta["step"]),
                              "best" if use_best else "latest")

@@ -15,6 +15,7 @@ from typing import Any
 
 import jax
 import numpy as np
+from flax import nnx
 
 from realsys_cli.config import read_run_config
 from realsys_cli.data import pipeline
@@ -100,11 +101,15 @@ def load_trained(workdir: str | Path, *, best: bool = True) -> TrainedPredictor:
         raise CheckpointError(f"{workdir} has no checkpoint yet (was training interrupted before "
                               "the first one?); rerun the training command to resume it")
     frame_shape = tuple(int(v) for v in meta["frame_shape"])
-    model = setup.make_model(cfg, frame_shape[2])
-    discriminator = setup.make_discriminator(cfg, frame_shape[2])
+    channels = frame_shape[2]
+    # Shapes only (as classifier.evaluate.load_trained): no weights drawn to be overwritten.
+    model = nnx.eval_shape(lambda: setup.make_model(cfg, channels))
+    discriminator = nnx.eval_shape(lambda: setup.make_discriminator(cfg, channels))
     steps = setup.make_steps(cfg, model, total_steps=1, discriminator=discriminator)
-    template = init_state(model, steps.tx, cfg.seed, discriminator=discriminator, d_tx=steps.d_tx)
-    state, meta = checkpointer.restore(jax.eval_shape(lambda: template), best=use_best)
+    template = jax.eval_shape(lambda: init_state(
+        setup.make_model(cfg, channels), steps.tx, cfg.seed,
+        discriminator=setup.make_discriminator(cfg, channels), d_tx=steps.d_tx))
+    state, meta = checkpointer.restore(template, best=use_best)
     checkpointer.close()
     return TrainedPredictor(workdir, cfg, frame_shape, steps, state,  # type: ignore[arg-type]
                             int(meta["step"]), "best" if use_best else "latest")
