@@ -5,7 +5,7 @@ Heavy imports (jax, flax, tfds) happen inside the commands, so `realsys --help` 
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -50,5 +50,17 @@ frames.register(app)
 app.add_typer(datasets.app, name="datasets")
 
 
+def _bare_flags(command: Any) -> None:
+    """Typer 0.29 labels flags with their Python type (`--json <bool>`); a flag takes no value,
+    so show none."""
+    for param in command.params:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    for sub in getattr(command, "commands", {}).values():
+        _bare_flags(sub)
+
+
 def main() -> None:
-    app()
+    command = typer.main.get_command(app)
+    _bare_flags(command)
+    command()

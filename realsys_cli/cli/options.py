@@ -20,7 +20,8 @@ ConfigOpt = Annotated[
 ]
 SetOpt = Annotated[
     list[str] | None,
-    typer.Option("--set", "-s", help="Override a config field: --set key=value (repeatable)."),
+    typer.Option("--set", "-s", metavar="KEY=VALUE",
+                 help="Override a config field: --set key=value (repeatable)."),
 ]
 WorkdirOpt = Annotated[
     Path | None,
