@@ -121,6 +121,27 @@ def test_sample_grid_walk_and_score(trained):
     assert scored["class_coverage"] == trained_json["class_coverage"]
 
 
+def test_sample_by_class_rows_follow_the_judge(trained):
+    workdir, _, root = trained
+    result = runner.invoke(app, ["sample", "-w", str(workdir), "--by-class", "-n", "3",
+                                 "--samples", "40", "--out", str(root / "c.png"), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    shares = report["class_share"]
+    assert list(shares) == [str(d) for d in range(10)]
+    assert sum(shares.values()) == pytest.approx(1.0, abs=1e-3)
+    with Image.open(root / "c.png") as image:
+        sheet = np.asarray(image.convert("RGB"))
+    cell, label = 84 + 2, 14  # 28-px digits upscaled x3 to reach 80 px, then the caption
+    assert sheet.shape == (10 * (cell + label) + 2, 3 * cell + 2, 3)
+    for row, share in enumerate(shares.values()):  # as many samples as the judge gave the row
+        filled = round(share * 40)
+        for col in range(3):
+            y, x = 2 + row * (cell + label), 2 + col * cell
+            blank = bool((sheet[y : y + 84, x : x + 84] == 255).all())
+            assert blank == (col >= filled), (row, col, filled)
+
+
 def test_collapse_is_recognised_from_d_loss_or_spread():
     assert collapse_reasons(0.7, 0.9) == []
     assert ["D loss"] == [r[:6] for r in collapse_reasons(0.01, 0.9)]

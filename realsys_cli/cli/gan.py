@@ -96,10 +96,13 @@ def sample(
     score: Annotated[bool, typer.Option(
         "--score", help="Report FID, its floor and class coverage instead of a picture.")]
     = False,
+    by_class: Annotated[bool, typer.Option(
+        "--by-class", help="One row per class: the samples the judge labels it most surely "
+        "(-n per row, of --samples).")] = False,
     judge: JudgeOpt = None,
     samples: Annotated[int | None, typer.Option(
-        "--samples", min=2, help="Samples for --score (default: the run's fid_samples).")]
-    = None,
+        "--samples", min=2, help="Samples for --score (default: the run's fid_samples) or "
+        "--by-class (default 1000).")] = None,
     best: Annotated[bool, typer.Option(
         "--best/--latest", help="The checkpoint with the lowest FID, or the latest one.")]
     = False,
@@ -107,7 +110,8 @@ def sample(
         "--seed", help="Draw a new z (default: the training's fixed z).")] = None,
     json: JsonOpt = False,
 ) -> None:
-    """Samples of a trained generator: a grid, a latent walk, or its quality report."""
+    """Samples of a trained generator: a grid, a latent walk, the samples per class, or its
+    quality report."""
     from realsys_cli import console
     from realsys_cli.gan import sample as sample_lib
 
@@ -115,6 +119,12 @@ def sample(
         result = sample_lib.score(workdir, judge=str(judge) if judge else None,
                                   num_samples=samples, best=best)
         console.print_result(result, json_mode=json, title="sample --score")
+        return
+    if by_class:
+        result = sample_lib.samples_by_class(
+            workdir, n=n or 8, out=out or Path("classes.png"), num_samples=samples or 1000,
+            judge=str(judge) if judge else None, seed=seed, best=best)
+        console.print_result(result, json_mode=json, title="sample --by-class")
         return
     if interpolate:
         out = out or Path("walk.gif")

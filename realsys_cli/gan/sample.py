@@ -5,6 +5,8 @@
     realsys sample --workdir W --interpolate            walk.gif: n walks through random points
     realsys sample --workdir W --interpolate --out walk.png   the same walks as a strip PNG
     realsys sample --workdir W --score                  FID, floor, class coverage (train-gan's)
+    realsys sample --workdir W --by-class               classes.png: per class, the samples the
+                                                        judge labels it most surely
 
 The latent walk is the DCGAN paper's figure 4 (section 6.1): if moving through z changes the
 images smoothly, with no sharp jumps, G has not memorised its training images. Walks are linear
@@ -29,7 +31,7 @@ from realsys_cli.data.dataset import open_dataset
 from realsys_cli.errors import CheckpointError, ConfigError
 from realsys_cli.gan import quality as quality_lib
 from realsys_cli.gan.config import GanConfig
-from realsys_cli.gan.judge import check_classes, load_judge
+from realsys_cli.gan.judge import Judge, check_classes, load_judge
 from realsys_cli.gan.steps import GanSteps, build, sampling_params
 from realsys_cli.gan.train import GanFacts
 from realsys_cli.pictures import grid, save_gif, save_grid
@@ -146,17 +148,56 @@ def latent_walk(workdir: str | Path, *, n: int, out: str | Path, points: int, fr
             "out": str(out)}
 
 
+def _judge_of(gan: TrainedGan, judge: str | None) -> Judge:
+    """--judge, else the run's judge (its config's, or the one train-gan trained for it)."""
+    judge_dir = judge or gan.cfg.judge or gan.workdir / "judge"
+    if not (Path(judge_dir) / "config.json").exists():
+        raise CheckpointError(f"no judge classifier in {judge_dir}; pass --judge WORKDIR (a "
+                              "train-classifier run on the same dataset)")
+    the_judge = load_judge(judge_dir, trained_here=judge is None and gan.cfg.judge is None)
+    check_classes(the_judge, gan.facts.class_names, gan.cfg.dataset)
+    return the_judge
+
+
+def samples_by_class(workdir: str | Path, *, n: int, out: str | Path, num_samples: int,
+                     judge: str | None = None, seed: int | None = None,
+                     best: bool = False) -> dict[str, Any]:
+    """One row per class: of `num_samples` samples, the n the judge labels as that class with
+    the highest probability, captioned with it; a row with fewer than n ends in blanks.
+
+    It shows which classes G draws and what they look like to the judge. The rows are chosen
+    by the judge, so read them next to an unselected grid (`sample_grid`)."""
+    if num_samples < 1:
+        raise ConfigError("--samples must be at least 1")
+    gan = load_generator(workdir, best=best)
+    the_judge = _judge_of(gan, judge)
+    images = gan.sample(_z(gan, seed, num_samples, stream=3))  # (N, S, S, C)
+    _, probs = the_judge.features_and_probs(images)  # (N, classes)
+    labels, confidence = probs.argmax(axis=1), probs.max(axis=1)
+    names = the_judge.class_names
+    blank = np.full_like(images[0], 255)
+    cells, captions, shares = [], [], {}
+    for c, name in enumerate(names):
+        members = np.flatnonzero(labels == c)
+        shares[name] = round(len(members) / num_samples, 4)
+        chosen = members[np.argsort(-confidence[members], kind="stable")][:n]
+        cells += [images[i] for i in chosen] + [blank] * (n - len(chosen))
+        captions += [f"{name} {confidence[i]:.2f}" for i in chosen] + [""] * (n - len(chosen))
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_grid(out, np.stack(cells), captions, columns=n, min_side=80)
+    return {**_header(gan), "num_samples": num_samples, "per_class": n,
+            "class_share": shares,
+            "confident_fraction": round(float(np.mean(confidence >= 0.9)), 4),
+            "judge": the_judge.describe(), "out": str(out)}
+
+
 def score(workdir: str | Path, *, judge: str | None = None, num_samples: int | None = None,
           best: bool = False) -> dict[str, Any]:
     """train-gan's quality report for a saved generator (the same z and real sets)."""
     gan = load_generator(workdir, best=best)
     cfg = gan.cfg
-    judge_dir = judge or cfg.judge or gan.workdir / "judge"
-    if not (Path(judge_dir) / "config.json").exists():
-        raise CheckpointError(f"no judge classifier in {judge_dir}; pass --judge WORKDIR (a "
-                              "train-classifier run on the same dataset)")
-    the_judge = load_judge(judge_dir, trained_here=judge is None and cfg.judge is None)
-    check_classes(the_judge, gan.facts.class_names, cfg.dataset)
+    the_judge = _judge_of(gan, judge)
     dataset = open_dataset(cfg.dataset, data_dir=cfg.data_dir, tfds_dir=cfg.tfds_data_dir)
     meter = quality_lib.QualityMeter.build(
         the_judge, dataset.source(dataset.train_split), image_size=gan.facts.image_size,
