@@ -130,9 +130,9 @@ class GanSteps:
     latent_distribution: str = "uniform"
     ema_decay: float = 0.0  # 0 = sample from G's own weights (the paper)
     real_label: float = 1.0  # D's target for real images; < 1 = one-sided label smoothing
-    instance_noise: float = 0.0  # std of the noise added to D's inputs at step 0 ...
-    noise_final: float = 0.0  # ... and at total_steps (and after), linear in between;
-    total_steps: int = 1  # both 0 = no noise
+    instance_noise: float = 0.0  # std of the noise on D's inputs at step 0 ...
+    noise_final: float = 0.0  # ... and from total_steps on, linear in between (both 0: none)
+    total_steps: int = 1  # the run's length in steps
     g_steps: int = 1  # G updates per D update (the paper: 1)
 
     def noise_std(self, step: jax.Array) -> jax.Array:
