@@ -21,10 +21,12 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.progress import (
     BarColumn,
+    DownloadColumn,
     MofNCompleteColumn,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
+    TransferSpeedColumn,
 )
 from rich.progress import Progress as RichProgress
 from rich.table import Table
@@ -103,15 +105,19 @@ class _RichTask(Task):
 class RichProgressReporter(Progress):
     """Progress bars with ETA and live metrics on stderr."""
 
-    def task(self, description: str, total: int | None = None, *, completed: int = 0) -> Task:
+    def task(self, description: str, total: int | None = None, *, completed: int = 0,
+             unit: str = "") -> Task:
+        counter = (
+            (DownloadColumn(), TransferSpeedColumn()) if unit == "bytes" else (MofNCompleteColumn(),)
+        )
         bars = RichProgress(
-            TextColumn("[bold]{task.description}"),
+            TextColumn("{task.description}", style="bold", markup=False),
             BarColumn(),
-            MofNCompleteColumn(),
+            *counter,
             TimeElapsedColumn(),
             TextColumn("eta"),
             TimeRemainingColumn(),
-            TextColumn("{task.fields[fields]}"),
+            TextColumn("{task.fields[fields]}", markup=False),
             console=stderr,
             transient=False,
         )

@@ -29,7 +29,9 @@ class Task:
 class Progress:
     """The silent progress reporter; the CLI subclasses it."""
 
-    def task(self, description: str, total: int | None = None, *, completed: int = 0) -> Task:
+    def task(self, description: str, total: int | None = None, *, completed: int = 0,
+             unit: str = "") -> Task:
+        """`unit="bytes"`: a transfer (sizes, rate and ETA); otherwise a count of steps."""
         return Task()
 
 

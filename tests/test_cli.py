@@ -70,11 +70,30 @@ def test_datasets_list_json_is_one_object(runner):
     data = json.loads(_one_line(result.stdout))
     assert list(data) == ["datasets"]
     rows = data["datasets"]
-    assert [r["name"] for r in rows] == ["digits", "shapes", "moving-digits"]
-    assert all(r["source"] == "built-in" for r in rows)
-    assert all(r["prepared"] == "no (made on first use)" for r in rows)
+    assert [r["name"] for r in rows] == ["digits", "shapes", "moving-digits", "mnist",
+                                         "fashion_mnist", "cifar10", "cifar100", "imagenette",
+                                         "moving_mnist"]
+    assert all(r["source"] == "built-in" for r in rows[:3])
+    assert all(r["prepared"] == "no (made on first use)" for r in rows[:3])
     assert rows[0]["defaults"] == "seed=0,train=60000,test=10000"
+    assert all(r["source"] == "download" for r in rows[3:])
+    assert all(r["prepared"] == "no (downloaded on first use)" for r in rows[3:])
+    assert rows[3]["defaults"] == "12 MB to download"  # mnist's four files
     assert result.stderr == ""
+
+
+def test_no_download_flag_never_opens_a_socket(runner, monkeypatch):
+    import socket
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("opened a socket")
+
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    result = runner.invoke(app, ["datasets", "prepare", "mnist", "--no-download"])
+    assert result.exit_code == 1 and result.stdout == ""
+    line = _one_line(result.stderr)
+    assert "mnist needs train-images-idx3-ubyte.gz (9.9 MB) and downloads are off" in line
 
 
 def test_datasets_list_shows_what_is_prepared(runner):
@@ -87,7 +106,7 @@ def test_datasets_list_shows_what_is_prepared(runner):
     rows = json.loads(runner.invoke(app, ["datasets", "list", "--json"]).stdout)["datasets"]
     assert rows[0]["prepared"] == "test=20,train=100"
     assert rows[1]["prepared"] == "no (made on first use)"
-    assert len(rows) == 3  # built-in preparations are not listed twice
+    assert len(rows) == 9  # built-in preparations are not listed twice
 
 
 def test_datasets_list_table(runner):
@@ -159,13 +178,29 @@ def test_quiet_keeps_stderr_for_errors_only(runner):
 
 
 def test_unprepared_tfds_dataset_is_one_line_error(runner, tmp_path):
-    result = runner.invoke(app, ["datasets", "preview", "mnist", "--out", "x.png"])
+    result = runner.invoke(app, ["datasets", "preview", "kmnist", "--out", "x.png"])
     assert result.exit_code == 1
     assert result.stdout == ""
     line = _one_line(result.stderr)
-    assert line.startswith("error: TFDS dataset 'mnist' is not prepared")
-    assert "realsys datasets prepare mnist" in line
+    assert line.startswith("error: TFDS dataset 'kmnist' is not prepared")
+    assert "realsys prepares only mnist" in line
     assert "Traceback" not in result.stderr
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_unreachable_source_is_one_line_error_in_seconds(runner, tmp_path, monkeypatch):
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("REALSYS_DATASETS_MIRROR", f"http://127.0.0.1:{port}")
+    start = time.perf_counter()
+    result = runner.invoke(app, ["datasets", "preview", "mnist", "--out", "x.png"])
+    assert time.perf_counter() - start < 5
+    assert result.exit_code == 1 and result.stdout == ""
+    line = _one_line(result.stderr)
+    assert line.startswith(f"error: cannot reach 127.0.0.1:{port} to download mnist")
     assert not (tmp_path / "x.png").exists()
 
 
@@ -177,7 +212,7 @@ def test_bad_builtin_param_is_one_line_error(runner):
 
 
 def test_debug_shows_the_traceback(runner):
-    result = runner.invoke(app, ["datasets", "preview", "mnist", "--out", "x.png"],
+    result = runner.invoke(app, ["datasets", "preview", "kmnist", "--out", "x.png"],
                            env={"REALSYS_DEBUG": "1"})
     assert result.exit_code == 1
     assert "Traceback" in result.stderr and "DatasetError" in result.stderr

@@ -1,5 +1,5 @@
-"""Official TFDS names: reading never downloads, unprepared data fails fast and names the ways
-out, and preparing checks the network (and TensorFlow) before TFDS can retry for minutes.
+"""TFDS names realsys does not download itself fail fast and name the ways out; reaching a host
+to download costs at most the connect timeout, never TFDS's minutes of retries.
 """
 
 import importlib.util
@@ -9,11 +9,9 @@ import time
 import pytest
 import tensorflow_datasets as tfds
 
-from realsys_cli.data import tfds_named
+from realsys_cli.data import download
 from realsys_cli.data.dataset import open_dataset, prepare
 from realsys_cli.errors import DatasetError, NetworkError
-
-HAS_TENSORFLOW = importlib.util.find_spec("tensorflow") is not None
 
 
 @pytest.fixture
@@ -26,7 +24,7 @@ def no_download(monkeypatch):
     monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", refuse)
 
 
-@pytest.mark.parametrize("name", ["mnist", "cifar10", "imagenette/320px-v2"])
+@pytest.mark.parametrize("name", ["kmnist", "svhn_cropped", "emnist/letters"])
 def test_unprepared_tfds_name_fails_fast(name, tmp_path, no_download):
     start = time.perf_counter()
     with pytest.raises(DatasetError) as info:
@@ -36,10 +34,10 @@ def test_unprepared_tfds_name_fails_fast(name, tmp_path, no_download):
     message = str(info.value)
     assert "\n" not in message
     assert f"{name!r} is not prepared in {tmp_path / 'tfds'}" in message
-    assert f"`realsys datasets prepare {name}`" in message
+    assert "realsys prepares only mnist, fashion_mnist, cifar10" in message
     assert "digits, shapes or moving-digits" in message
     assert "--data-dir" in message and "--tfds-data-dir" in message
-    assert not isinstance(info.value, NetworkError)
+    assert "tensorflow" not in message.lower()
 
 
 def test_unknown_name(no_download):
@@ -50,7 +48,9 @@ def test_unknown_name(no_download):
 
 
 @pytest.mark.parametrize(
-    ("name", "needle"), [("mnist/bogus", "bogus not found"), ("mnist:9.9.9", "9.9.9")]
+    ("name", "needle"), [("mnist/bogus", "mnist has no config 'bogus'"), ("mnist:9.9.9", "9.9.9"),
+     ("imagenette/bogus", "valid: imagenette/full-size-v2, imagenette/320px-v2"),
+     ("kmnist/bogus", "bogus not found")]
 )
 def test_bad_config_or_version(name, needle, no_download):
     with pytest.raises(DatasetError, match=needle):
@@ -68,11 +68,11 @@ def test_check_network_refused_port():
     port = _closed_port()
     start = time.perf_counter()
     with pytest.raises(NetworkError) as info:
-        tfds_named.check_network("127.0.0.1", timeout=1.0, port=port)
+        download.check_reachable(f"http://127.0.0.1:{port}/x", timeout=1.0)
     assert time.perf_counter() - start < 1.5
     message = str(info.value)
-    assert "cannot reach 127.0.0.1 to download (ConnectionRefusedError)" in message
-    assert "--data-dir" in message and "--tfds-data-dir" in message
+    assert f"cannot reach 127.0.0.1:{port} to download (ConnectionRefusedError)" in message
+    assert "REALSYS_DATASETS_MIRROR" in message and "--data-dir" in message
     assert isinstance(info.value, DatasetError)  # the CLI maps it like any dataset error
 
 
@@ -93,8 +93,8 @@ def test_check_network_blackhole_within_timeout():
             else:
                 pytest.skip("this kernel never drops connection attempts to a full queue")
             start = time.perf_counter()
-            with pytest.raises(NetworkError, match=r"cannot reach 127.0.0.1 .*\(TimeoutError\)"):
-                tfds_named.check_network("127.0.0.1", timeout=0.5, port=port)
+            with pytest.raises(NetworkError, match=r"cannot reach 127.0.0.1:\d+ .*\(TimeoutError\)"):
+                download.check_reachable(f"http://127.0.0.1:{port}/x", timeout=0.5)
             elapsed = time.perf_counter() - start
             assert 0.4 < elapsed < 1.5, elapsed
         finally:
@@ -106,44 +106,10 @@ def test_check_network_open_port_passes():
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))
         server.listen(1)
-        assert tfds_named.check_network("127.0.0.1", timeout=1.0,
-                                        port=server.getsockname()[1]) is None
+        port = server.getsockname()[1]
+        assert download.check_reachable(f"http://127.0.0.1:{port}/x", timeout=1.0) is None
 
 
-@pytest.mark.skipif(HAS_TENSORFLOW, reason="the [tf] extra is installed here")
-def test_prepare_official_image_dataset_needs_tensorflow(monkeypatch, no_download):
-    def no_network_check(*args, **kwargs):
-        raise AssertionError("network checked before TensorFlow")
-
-    monkeypatch.setattr(tfds_named, "check_network", no_network_check)
-    start = time.perf_counter()
-    with pytest.raises(DatasetError) as info:
-        prepare("mnist")
-    assert time.perf_counter() - start < 5
-    message = str(info.value)
-    assert "preparing 'mnist' needs TensorFlow" in message
-    assert "pip install 'realsys[tf]'" in message
-
-
-def test_prepare_checks_network_before_downloading(monkeypatch, tmp_path, no_download):
-    """With TensorFlow there, a missing network is the next thing prepare says, at once."""
-    hosts = []
-
-    def unreachable(host, *args, **kwargs):
-        hosts.append(host)
-        raise NetworkError(f"cannot reach {host}")
-
-    monkeypatch.setattr(tfds_named, "needs_tensorflow", lambda builder: False)
-    monkeypatch.setattr(tfds_named, "check_network", unreachable)
-    with pytest.raises(NetworkError):
-        tfds_named.prepare_named("mnist", str(tmp_path / "tfds"))
-    assert len(hosts) == 1 and hosts[0]  # the homepage's host, e.g. yann.lecun.com
-
-
-def test_needs_tensorflow_is_false_for_our_builders():
-    from realsys_cli.data import builtin
-
-    builder = builtin.builtin_builder("digits/train=10,test=5", "unused")
-    assert not tfds_named.needs_tensorflow(builder)
-    official = tfds_named.named_builder("mnist", "unused")
-    assert tfds_named.needs_tensorflow(official) is (not HAS_TENSORFLOW)
+def test_no_tensorflow_installed():
+    """realsys never needs TensorFlow: not at run time, not to prepare any dataset it knows."""
+    assert importlib.util.find_spec("tensorflow") is None

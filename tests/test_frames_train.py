@@ -3,7 +3,6 @@ interrupted run resumes exactly, and the library errors are clear."""
 
 from __future__ import annotations
 
-import importlib.util
 import signal
 
 import jax
@@ -149,14 +148,25 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path, monkeypatch)
         train_and_evaluate(_cfg(hidden_channels=(4,)), tmp_path / "resumed")
 
 
-def test_clips_too_short_and_moving_mnist_without_tensorflow_are_clear(tmp_path):
-    if importlib.util.find_spec("tensorflow") is not None:
-        pytest.skip("with TensorFlow, TFDS knows moving_mnist")
+def test_clips_too_short_and_image_data_are_clear(tmp_path):
     with pytest.raises(DatasetError, match="clips of 8 frames.*frames=20"):
         train_and_evaluate(_cfg(input_frames=10, output_frames=10), tmp_path / "w")
     with pytest.raises(DatasetError, match="image dataset"):
         train_and_evaluate(_cfg(dataset="digits/train=8,test=8"), tmp_path / "w")
-    with pytest.raises(DatasetError, match="moving_mnist.*TensorFlow.*moving-digits"):
-        train_and_evaluate(_cfg(eval_dataset="moving_mnist"), tmp_path / "w")
+    with pytest.raises(DatasetError, match="test=8 is an image dataset"):
+        train_and_evaluate(_cfg(eval_dataset="digits/train=8,test=8"), tmp_path / "w")
     with pytest.raises(ConfigError, match="patches of 5 px"):
         train_and_evaluate(_cfg(patch_size=5), tmp_path / "w")
+
+
+def test_scored_on_the_real_moving_mnist_file(served, tmp_path):
+    """--set eval_dataset=moving_mnist: a stand-in of the authors' file, (20, N, 64, 64), is
+    downloaded from the mirror, prepared, and scores the model trained on moving-digits."""
+    from mirror import write_moving_mnist, write_sums
+
+    write_moving_mnist(served.root, clips=6)
+    write_sums(served.root)
+    result = train_and_evaluate(_cfg(num_epochs=1, eval_dataset="moving_mnist"), tmp_path / "w")
+    assert result["eval_dataset"] == "moving_mnist"
+    assert result["eval_split"] == "test" and result["eval_sequences"] == 6
+    assert np.isfinite(result["mse_per_frame"]).all() and len(result["mse_per_frame"]) == 2

@@ -39,8 +39,10 @@ def main_callback(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logs.")] = False,
 ) -> None:
     from realsys_cli import console
+    from realsys_cli.data import download
 
     console.setup_logging(quiet=quiet, verbose=verbose)
+    download.set_progress(console.progress_reporter(json_mode=False))
 
 
 classifier.register(app)

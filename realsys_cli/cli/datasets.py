@@ -7,7 +7,14 @@ from typing import Annotated
 
 import typer
 
-from realsys_cli.cli.options import DataDirOpt, JsonOpt, SeedOpt, TfdsDirOpt, handle_errors
+from realsys_cli.cli.options import (
+    DataDirOpt,
+    JsonOpt,
+    NoDownloadOpt,
+    SeedOpt,
+    TfdsDirOpt,
+    handle_errors,
+)
 
 app = typer.Typer(help="List, prepare and preview datasets.", no_args_is_help=True)
 
@@ -26,12 +33,17 @@ def list_command(*, tfds_data_dir: TfdsDirOpt = None, json: JsonOpt = False) -> 
 @app.command("prepare")
 @handle_errors
 def prepare_command(
-    name: Annotated[str, typer.Argument(help="digits, shapes/size=224, mnist, cifar10, ...")],
+    name: Annotated[str, typer.Argument(
+        help="digits, shapes/size=224, mnist, fashion_mnist, cifar10, imagenette/320px-v2, ...")],
     *,
     tfds_data_dir: TfdsDirOpt = None,
+    no_download: NoDownloadOpt = False,
     json: JsonOpt = False,
 ) -> None:
-    """Generate a built-in dataset, or download and prepare a TFDS one (needs a network)."""
+    """Generate a built-in dataset, or download, verify and prepare a TFDS one (no TensorFlow).
+
+    Every command that reads a dataset does this by itself on first use; this one does only
+    that. REALSYS_DATASETS_MIRROR=URL fetches the files from a mirror instead."""
     from realsys_cli import console
     from realsys_cli.data import catalog, dataset
 
@@ -51,6 +63,7 @@ def preview_command(
     seed: SeedOpt = None,
     data_dir: DataDirOpt = None,
     tfds_data_dir: TfdsDirOpt = None,
+    no_download: NoDownloadOpt = False,
     json: JsonOpt = False,
 ) -> None:
     """Save a labelled grid of samples (an animated GIF strip for video datasets)."""

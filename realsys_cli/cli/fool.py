@@ -8,7 +8,15 @@ from typing import Annotated
 
 import typer
 
-from realsys_cli.cli.options import ConfigOpt, JsonOpt, SeedOpt, SetOpt, TfdsDirOpt, handle_errors
+from realsys_cli.cli.options import (
+    ConfigOpt,
+    JsonOpt,
+    NoDownloadOpt,
+    SeedOpt,
+    SetOpt,
+    TfdsDirOpt,
+    handle_errors,
+)
 
 ClassifierOpt = Annotated[Path | None, typer.Option(
     "--workdir", "-w", help="A train-classifier run (default: the most recent one in runs/).")]
@@ -73,6 +81,7 @@ def fool(
         "--out", "-o", help="Output folder (default: runs/fool-<method>-<time>).")] = None,
     seed: SeedOpt = None,
     tfds_data_dir: TfdsDirOpt = None,
+    no_download: NoDownloadOpt = False,
     config: ConfigOpt = None,
     set_: SetOpt = None,
     json: JsonOpt = False,
@@ -129,6 +138,7 @@ def fool_defence(
         "rerun with the same --out to resume.")] = None,
     seed: SeedOpt = None,
     tfds_data_dir: TfdsDirOpt = None,
+    no_download: NoDownloadOpt = False,
     config: ConfigOpt = None,
     set_: SetOpt = None,
     json: JsonOpt = False,

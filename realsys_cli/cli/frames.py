@@ -10,6 +10,7 @@ import typer
 from realsys_cli.cli.options import (
     ConfigOpt,
     JsonOpt,
+    NoDownloadOpt,
     SeedOpt,
     SetOpt,
     TfdsDirOpt,
@@ -61,6 +62,7 @@ def predict_frames(
     count: Annotated[int, typer.Option("--count", min=1, help="Test clips in the movie.")] = 3,
     seed: SeedOpt = None,
     tfds_data_dir: TfdsDirOpt = None,
+    no_download: NoDownloadOpt = False,
     config: ConfigOpt = None,
     set_: SetOpt = None,
     workdir: WorkdirOpt = None,

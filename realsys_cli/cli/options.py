@@ -40,6 +40,21 @@ DataDirOpt = Annotated[
 SeedOpt = Annotated[int | None, typer.Option("--seed", help="Random seed.")]
 
 
+def _forbid_downloads(value: bool) -> bool:
+    if value:
+        from realsys_cli.data import download
+
+        download.forbid()
+    return value
+
+
+NoDownloadOpt = Annotated[
+    bool,
+    typer.Option("--no-download", callback=_forbid_downloads,
+                 help="Never download a dataset (also: REALSYS_NO_DOWNLOAD=1)."),
+]
+
+
 def debug_enabled() -> bool:
     return os.environ.get("REALSYS_DEBUG", "") not in ("", "0")
 

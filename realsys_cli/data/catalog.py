@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from realsys_cli import pictures
-from realsys_cli.data import builtin
+from realsys_cli.data import builtin, official
 from realsys_cli.data.dataset import Dataset, open_dataset, tfds_data_dir
 
 
@@ -28,8 +28,19 @@ def list_datasets(tfds_dir: str | os.PathLike | None = None) -> list[dict[str, A
             "defaults": ",".join(f"{k}={v}" for k, v in spec.defaults.items()),
             "prepared": ", ".join(c["config"] for c in configs) or "no (made on first use)",
         })
+    for name, spec in official.OFFICIAL.items():
+        configs = [p for p in prepared if p["builder"] == name]
+        remote = spec.files(official.official_builder(name, str(root)))
+        rows.append({
+            "name": name,
+            "source": "download",
+            "description": spec.summary,
+            "defaults": f"{sum(f.size for f in remote.values()) / 1e6:,.0f} MB to download",
+            "prepared": ", ".join(c["config"] for c in configs) or "no (downloaded on first use)",
+        })
     for p in prepared:
-        if p["builder"].startswith("realsys_") and p["builder"] != "realsys_folder":
+        if p["builder"] in official.OFFICIAL or (
+                p["builder"].startswith("realsys_") and p["builder"] != "realsys_folder"):
             continue
         rows.append({
             "name": p["name"],

@@ -16,7 +16,7 @@ import dataclasses
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ log = logging.getLogger("realsys")
 
 TRAIN_SPLITS = ("train",)
 EVAL_SPLITS = ("test", "validation", "val")
+SPLIT_ALIASES = {"val": ("validation",), "validation": ("val",), "valid": ("validation", "val")}
 
 
 def tfds_data_dir(explicit: str | os.PathLike | None = None) -> str:
@@ -50,6 +51,10 @@ class RecordView(Sequence):
 
     def __getitem__(self, index: int) -> dict[str, Any]:  # type: ignore[override]
         return self._convert(self._source[index])
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for index in range(len(self)):
+            yield self[index]
 
     def __getitems__(self, indices: Sequence[int]) -> list[dict[str, Any]]:
         return [self._convert(r) for r in self._source.__getitems__(indices)]
@@ -94,12 +99,19 @@ class Dataset:
             return next(iter(self.splits))
         raise DatasetError(f"{self.name} has no {what} split (it has {', '.join(self.splits)})")
 
-    def source(self, split: str) -> RecordView:
+    def resolve_split(self, split: str) -> str:
+        """`split` as this dataset names it: `val` and `validation` are one split."""
         if split not in self.splits:
+            for alias in SPLIT_ALIASES.get(split, ()):
+                if alias in self.splits:
+                    return alias
             raise DatasetError(
                 f"{self.name} has no split {split!r}; splits: {', '.join(self.splits)}"
             )
-        return RecordView(self.builder.as_data_source(split=split), self.keys)
+        return split
+
+    def source(self, split: str) -> RecordView:
+        return RecordView(self.builder.as_data_source(split=self.resolve_split(split)), self.keys)
 
 
 def _describe(name: str, builder: tfds.core.DatasetBuilder) -> Dataset:
@@ -108,10 +120,13 @@ def _describe(name: str, builder: tfds.core.DatasetBuilder) -> Dataset:
     keys: dict[str, str] = {}
     shape: tuple[int | None, ...] = ()
     class_names: tuple[str, ...] = ()
-    for key, feature in features.items():
+    supervised = builder.info.supervised_keys or ()
+    # The supervised pair first (cifar100 has a coarse_label before its label), then the rest.
+    ordered = sorted(features.items(), key=lambda kv: kv[0] not in supervised)
+    for key, feature in ordered:
         if isinstance(feature, tfds.features.ClassLabel) and "label" not in keys:
             keys["label"] = key
-            class_names = tuple(feature.names)
+            class_names = tuple(folder.readable_names(list(feature.names)))
         elif isinstance(feature, tfds.features.Video) or (
             len(feature.shape) == 4 and "video" not in keys
         ):

@@ -1,36 +1,35 @@
-"""Official TFDS datasets by name (`mnist`, `cifar10`, `imagenette/320px-v2`, `moving_mnist`, ...).
+"""TFDS datasets by name (`mnist`, `cifar10`, `imagenette/320px-v2`, `moving_mnist`, ...).
 
-They are read, like everything else, as array_record data sources: no TensorFlow at run time.
-Reading never downloads. A dataset that is not prepared in the data dir is an error raised in
-well under a second, naming the ways out; `realsys datasets prepare NAME` is the one place that
-downloads, and it checks the network first with a short timeout, because TFDS itself retries
-each file for minutes when the network is not there.
+They are read, like everything else, as array_record data sources: no TensorFlow, ever. The
+names realsys knows (`official.OFFICIAL`) are downloaded, verified and prepared on first use,
+by every command that reads them; `--no-download` or `REALSYS_NO_DOWNLOAD=1` turns that off. Any
+other TFDS name is read when it was prepared elsewhere as array_record, and otherwise is an
+error raised in well under a second, naming the ways out.
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib.util
+import fcntl
 import io
 import logging
-import socket
+import shutil
 import sys
-import threading
-import urllib.parse
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import tensorflow_datasets as tfds
 
-from realsys_cli.errors import DatasetError, NetworkError
+from realsys_cli.data import download, official
+from realsys_cli.errors import DatasetError
 
 log = logging.getLogger("realsys")
 
-NETWORK_TIMEOUT_S = 3.0
 WAYS_OUT = (
     "use a built-in dataset (--dataset digits, shapes or moving-digits), a local folder "
-    "(--data-dir ROOT with ROOT/train/<class>/*.jpg), or prepare it where there is a network "
-    "with `realsys datasets prepare {name}` and point --tfds-data-dir at the result"
+    "(--data-dir ROOT with ROOT/train/<class>/*.jpg), or a TFDS data dir where it was prepared "
+    "as array_record (--tfds-data-dir)"
 )
 
 
@@ -48,86 +47,81 @@ def preparing() -> Iterator[None]:
 
 
 def named_builder(name: str, data_dir: str) -> tfds.core.DatasetBuilder:
-    """The builder of an official TFDS dataset, or a DatasetError for an unknown name."""
+    """The builder of a TFDS dataset (ours for the names realsys prepares), or a DatasetError."""
+    builder = official.official_builder(name, data_dir)
+    if builder is not None:
+        return builder
     try:
         return tfds.builder(name, data_dir=data_dir, file_format="array_record")
     except tfds.core.registered.DatasetNotFoundError:
         raise DatasetError(
             f"unknown dataset {name!r}: not a built-in (digits, shapes, moving-digits) "
-            "nor a TFDS dataset name (e.g. mnist, cifar10, imagenette/320px-v2)"
+            f"nor a TFDS dataset name (realsys downloads {', '.join(official.OFFICIAL)})"
         ) from None
     except (ValueError, AssertionError) as e:  # bad config or version
         raise DatasetError(f"dataset {name!r}: {e}") from None
 
 
 def prepared_builder(name: str, data_dir: str) -> tfds.core.DatasetBuilder:
-    """A TFDS dataset prepared as array_record in `data_dir`; fails fast when it is not."""
+    """A TFDS dataset prepared as array_record in `data_dir`, acquiring it first when realsys
+    knows how; fails fast when it cannot be had."""
     builder = named_builder(name, data_dir)
     if not builder.is_prepared():
-        raise DatasetError(
-            f"TFDS dataset {name!r} is not prepared in {data_dir}; "
-            + WAYS_OUT.format(name=name)
-        )
+        if builder.name not in official.OFFICIAL:
+            raise DatasetError(
+                f"TFDS dataset {name!r} is not prepared in {data_dir}, and realsys prepares only "
+                f"{', '.join(official.OFFICIAL)} itself; " + WAYS_OUT
+            )
+        acquire(name, builder, data_dir)
     if builder.info.file_format != tfds.core.FileFormat.ARRAY_RECORD:
         raise DatasetError(
             f"TFDS dataset {name!r} in {data_dir} was prepared as "
-            f"{builder.info.file_format.value}, which needs TensorFlow to read; prepare it again "
-            f"as array_record with `realsys datasets prepare {name}`"
+            f"{builder.info.file_format.value}, which needs TensorFlow to read; prepare it "
+            "again as array_record, or use another --tfds-data-dir"
         )
     return builder
 
 
-def check_network(host: str, timeout: float = NETWORK_TIMEOUT_S, *, port: int = 443) -> None:
-    """Raise NetworkError within `timeout` seconds when `host` cannot be reached.
-
-    The connection's own timeout does not cover the DNS lookup, which can hang for much
-    longer offline; so the attempt runs in a daemon thread and we stop waiting at `timeout`.
-    """
-    outcome: list[BaseException | None] = []
-
-    def attempt() -> None:
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """One process at a time prepares a dataset; the others wait, then find it prepared."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
         try:
-            with socket.create_connection((host, port), timeout=timeout):
-                outcome.append(None)
-        except OSError as e:
-            outcome.append(e)
-
-    worker = threading.Thread(target=attempt, daemon=True)
-    worker.start()
-    worker.join(timeout)
-    error = outcome[0] if outcome else TimeoutError(f"no answer in {timeout:g} s")
-    if error is not None:
-        raise NetworkError(
-            f"cannot reach {host} to download ({error.__class__.__name__}); there is no network. "
-            "Ways out: use a built-in dataset (digits, shapes, moving-digits) or a local folder "
-            "with --data-dir, or prepare the dataset on a machine with a network and copy its "
-            "TFDS data dir here (--tfds-data-dir)"
-        )
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("waiting for another realsys process preparing the same dataset")
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def needs_tensorflow(builder: tfds.core.DatasetBuilder) -> bool:
-    """Official image/video builders encode numpy arrays with TensorFlow while preparing."""
-    module = type(builder).__module__
-    return module.startswith("tensorflow_datasets.") and importlib.util.find_spec(
-        "tensorflow"
-    ) is None
+def acquire(name: str, builder: tfds.core.DatasetBuilder, data_dir: str) -> None:
+    """Download (resuming), verify, and prepare one of the datasets realsys knows.
+
+    TFDS writes into an `incomplete.*` directory and renames it when done, so an interrupted
+    preparation never reads as prepared; the next run removes the leftover and starts again.
+    """
+    downloads = Path(data_dir) / "downloads" / "realsys" / builder.name
+    with _locked(downloads / ".lock"):
+        if builder.is_prepared():  # another process finished it while we waited
+            return
+        files = official.remote_files(builder)
+        builder.local_files = {role: download.fetch(remote, downloads, dataset=name)
+                               for role, remote in files.items()}
+        version_dir = Path(builder.data_dir)
+        for leftover in version_dir.parent.glob("incomplete.*"):
+            shutil.rmtree(leftover, ignore_errors=True)
+        log.info("preparing %s into %s, once", name, version_dir)
+        start = time.perf_counter()
+        with preparing():
+            builder.download_and_prepare()
+        log.info("prepared %s in %.1f s (%s)", name, time.perf_counter() - start, ", ".join(
+            f"{s} {i.num_examples}" for s, i in builder.info.splits.items()))
 
 
 def prepare_named(name: str, data_dir: str) -> tfds.core.DatasetBuilder:
-    """Download and prepare an official TFDS dataset as array_record (needs a network)."""
-    builder = named_builder(name, data_dir)
-    if builder.is_prepared():
-        return builder
-    if needs_tensorflow(builder):
-        raise DatasetError(
-            f"preparing {name!r} needs TensorFlow (its TFDS builder encodes images with it): "
-            "pip install 'realsys[tf]', then run this again; reading it later does not"
-        )
-    host = urllib.parse.urlparse(builder.info.homepage or "").hostname
-    if host:
-        check_network(host)
-    log.info("Downloading and preparing %s into %s", name, data_dir)
-    Path(data_dir).mkdir(parents=True, exist_ok=True)
-    with preparing():
-        builder.download_and_prepare()
-    return builder
+    """`realsys datasets prepare NAME` for a TFDS name."""
+    return prepared_builder(name, data_dir)

@@ -6,7 +6,6 @@ was built for, so evaluation and the movie rebuild exactly the trained network f
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from typing import Any
 
@@ -20,22 +19,10 @@ from realsys_cli.frames.steps import FramesSteps
 from realsys_cli.models.convlstm import ConvLSTMPredictor
 from realsys_cli.training import optim
 
-MOVING_MNIST_WAY_OUT = (
-    "TFDS registers its moving_mnist builder only when TensorFlow is installed (pip install "
-    "'realsys[tf]'; prepare it with `realsys datasets prepare moving_mnist`); it has a test split "
-    "only, so train on the built-in moving-digits (the same protocol) and pass it as "
-    "--set eval_dataset=moving_mnist"
-)
-
 
 def open_video_dataset(name: str, tfds_dir: str | os.PathLike | None) -> Dataset:
-    """open_dataset for frame prediction: a clear way out for TFDS's moving_mnist."""
-    try:
-        dataset = open_dataset(name, tfds_dir=tfds_dir)
-    except DatasetError as e:
-        if name.split("/")[0] == "moving_mnist" and importlib.util.find_spec("tensorflow") is None:
-            raise DatasetError(f"cannot open moving_mnist ({e}); {MOVING_MNIST_WAY_OUT}") from None
-        raise
+    """open_dataset for frame prediction: video clips, or a DatasetError saying what to use."""
+    dataset = open_dataset(name, tfds_dir=tfds_dir)
     if dataset.kind != "video":
         raise DatasetError(f"{name} is an image dataset; predict-frames needs video clips "
                            "(--dataset moving-digits)")
