@@ -106,30 +106,31 @@ def _jpeg(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
-def write_imagenette(folder: Path, *, per_class: int = 2, dirname: str = "imagenette2-160",
-                     classes: int = 10, seed: int = 0) -> dict:
+def write_imagenette(folder: Path, *, per_class: int = 2, val_per_class: int | None = None,
+                     dirname: str = "imagenette2-160", classes: int = 10, side: int = 75,
+                     seed: int = 0) -> dict:
     """fast.ai's layout: <dirname>/{train,val}/<wnid>/<wnid>_<n>.JPEG and noisy_imagenette.csv.
-    Every class's first train image is greyscale and its second CMYK, as some real ones are.
-    Returns {(split, file name): (wnid, mode)}."""
+    Shorter sides near `side`, smooth colour fields for content. Every class's first train image
+    is greyscale and its second CMYK, as some real ones are. Returns {(split, file): (wnid, mode)}.
+    """
     rng = np.random.default_rng(seed)
     members: dict[str, bytes] = {}
     made = {}
     csv = ["path,noisy_labels_0,noisy_labels_1,noisy_labels_5,noisy_labels_25,"
            "noisy_labels_50,is_valid"]
-    for split in ("train", "val"):
-        for c, wnid in enumerate(IMAGENETTE_WNIDS[:classes]):
-            for i in range(per_class):
-                h, w = int(rng.integers(60, 90)), int(rng.integers(60, 90))
+    counts = {"train": per_class, "val": per_class if val_per_class is None else val_per_class}
+    for split, count in counts.items():
+        for wnid in IMAGENETTE_WNIDS[:classes]:
+            for i in range(count):
+                h = int(side * rng.uniform(0.9, 1.1))
+                w = int(h * rng.uniform(1.0, 1.5))
                 mode = {0: "L", 1: "CMYK"}.get(i, "RGB") if split == "train" else "RGB"
-                colour = (25 * c, 255 - 25 * c, 40 + 10 * i)
-                image = Image.new("RGB", (w, h), colour)
-                if mode == "L":
-                    image = image.convert("L")
-                elif mode == "CMYK":
-                    image = image.convert("CMYK")
+                field = rng.integers(0, 256, (4, 6, 3), dtype=np.uint8)
+                image = Image.fromarray(field).resize((w, h), Image.Resampling.BICUBIC)
+                if mode != "RGB":
+                    image = image.convert(mode)
                 name = f"{wnid}_{split}{i}.JPEG"
-                path = f"{dirname}/{split}/{wnid}/{name}"
-                members[path] = _jpeg(image)
+                members[f"{dirname}/{split}/{wnid}/{name}"] = _jpeg(image)
                 made[(split, name)] = (wnid, mode)
                 csv.append(f"{split}/{wnid}/{name},{wnid},{wnid},{wnid},{wnid},{wnid},"
                            f"{split == 'val'}")

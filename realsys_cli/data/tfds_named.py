@@ -36,12 +36,13 @@ WAYS_OUT = (
 @contextlib.contextmanager
 def preparing() -> Iterator[None]:
     """TFDS prints its preparation messages to stdout and draws tqdm bars: stdout is for
-    results only, so send both to stderr (the bars only with --verbose, the messages not at
-    all with --quiet)."""
+    results only, so both go to stderr with --verbose and nowhere otherwise (realsys logs its
+    own lines: what is prepared where, how long it took)."""
     logger = logging.getLogger("realsys")
-    if not logger.isEnabledFor(logging.DEBUG):
+    verbose = logger.isEnabledFor(logging.DEBUG)
+    if not verbose:
         tfds.disable_progress_bar()
-    target = sys.stderr if logger.isEnabledFor(logging.INFO) else io.StringIO()
+    target = sys.stderr if verbose else io.StringIO()
     with contextlib.redirect_stdout(target):
         yield
 
