@@ -89,7 +89,7 @@ def test_imagenette_archive_with_greyscale_and_cmyk(served):
     assert served.files_requested() == ["SHA256SUMS", "imagenette2-160.tgz"]
 
 
-def test_moving_mnist_test_file(served):
+def test_moving_mnist_test_file(served, tmp_path):
     clips = upstream.write_moving_mnist(served.root, clips=5)
     upstream.write_sums(served.root)
     data = open_dataset("moving_mnist")
@@ -98,6 +98,14 @@ def test_moving_mnist_test_file(served):
     got = sorted(r["video"].tobytes() for r in data.source("test"))
     want = sorted(clips[:, i, :, :, None].tobytes() for i in range(5))  # time first on disk
     assert got == want
+    # A test split only: preview shows it, and the list says it is prepared.
+    from realsys_cli.data import catalog
+
+    shown = catalog.preview("moving_mnist", tmp_path / "clips.gif", count=3)
+    assert shown["split"] == "test" and (tmp_path / "clips.gif").stat().st_size > 0
+    rows = {r["name"]: r for r in catalog.list_datasets()}
+    assert rows["moving_mnist"]["prepared"] == "yes"
+    assert rows["mnist"]["prepared"] == "no (downloaded on first use)"
 
 
 # ------------------------------------------------------------------------------ the transfer

@@ -36,7 +36,8 @@ def list_datasets(tfds_dir: str | os.PathLike | None = None) -> list[dict[str, A
             "source": "download",
             "description": spec.summary,
             "defaults": f"{sum(f.size for f in remote.values()) / 1e6:,.0f} MB to download",
-            "prepared": ", ".join(c["config"] for c in configs) or "no (downloaded on first use)",
+            "prepared": ", ".join("yes" if c["config"] == "default" else c["config"]
+                                  for c in configs) or "no (downloaded on first use)",
         })
     for p in prepared:
         if p["builder"] in official.OFFICIAL or (
@@ -94,7 +95,7 @@ def preview(
 ) -> dict[str, Any]:
     """A labelled grid (PNG) of random samples, or a GIF of clips for video datasets."""
     dataset = open_dataset(name, data_dir=data_dir, tfds_dir=tfds_dir)
-    split = split or dataset.train_split
+    split = split or (dataset.train_split if "train" in dataset.splits else dataset.eval_split)
     source = dataset.source(split)
     rng = np.random.default_rng(seed)
     count = min(count, len(source), 8 if dataset.kind == "video" else count)
