@@ -30,6 +30,7 @@ from rich.progress import (
 )
 from rich.progress import Progress as RichProgress
 from rich.table import Table
+from rich.text import Text
 
 from realsys_cli.progress import Progress, Task
 
@@ -85,9 +86,16 @@ def native_stdout_to_stderr() -> Iterator[None]:
         os.close(saved)
 
 
+def note(message: str) -> None:
+    """One plain line on stderr (paths and names as they are: no markup, no highlighting)."""
+    stderr.print(message, markup=False, highlight=False, soft_wrap=True)
+
+
 def error(message: str) -> None:
     """One red line on stderr: what went wrong and, where there is one, the way out."""
-    stderr.print(f"[bold red]error:[/] {message}", markup=True, highlight=False, soft_wrap=True)
+    # Text, not markup: a message may hold square brackets (paths, `--set 'x=[/y]'`, `name[/config]`)
+    stderr.print(Text.assemble(("error:", "bold red"), " ", message), highlight=False,
+                 soft_wrap=True)
 
 
 class _RichTask(Task):
@@ -162,11 +170,12 @@ def print_result(result: dict[str, Any], *, json_mode: bool, title: str | None =
         sys.stdout.write(json.dumps(result, default=_json_default) + "\n")
         sys.stdout.flush()
         return
-    table = Table(title=title, show_header=False, title_justify="left")
+    table = Table(title=Text(title) if title else None, show_header=False,
+                  title_justify="left")
     table.add_column(style="bold cyan")
     table.add_column()
     for key, value in result.items():
-        table.add_row(key, _cell(value))
+        table.add_row(Text(key), Text(_cell(value)))
     stdout.print(table)
 
 
@@ -175,12 +184,12 @@ def print_rows(rows: list[dict[str, Any]], *, json_mode: bool, title: str, key: 
     if json_mode:
         print_result({key: rows}, json_mode=True)
         return
-    table = Table(title=title, title_justify="left")
-    columns = list(rows[0]) if rows else []
+    table = Table(title=Text(title), title_justify="left")
+    columns = list(dict.fromkeys(k for row in rows for k in row))  # every key, in order
     for col in columns:
-        table.add_column(col)
-    for row in rows:
-        table.add_row(*(_cell(row.get(c)) for c in columns))
+        table.add_column(Text(col))
+    for row in rows:  # Text: a value such as "cat[a].png" is shown as it is, not as markup
+        table.add_row(*(Text(_cell(row.get(c))) for c in columns))
     stdout.print(table)
 
 

@@ -16,6 +16,7 @@ from realsys_cli.frames.evaluate import load_trained
 from realsys_cli.frames.steps import FramesSteps, init_state
 from realsys_cli.frames.train import train_and_evaluate
 from realsys_cli.training.metrics import MetricsLog
+from realsys_cli.training.run_status import read_status
 
 TINY = "moving-digits/train=32,test=8,frames=8"
 
@@ -134,8 +135,11 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path, monkeypatch)
     monkeypatch.setattr(FramesSteps, "make_train_step", interrupting)
     with pytest.raises(KeyboardInterrupt):
         train_and_evaluate(cfg, tmp_path / "resumed")
+    status = read_status(tmp_path / "resumed")
+    assert (status["status"], status["step"], status["total_steps"]) == ("interrupted", 3, 8)
     monkeypatch.setattr(FramesSteps, "make_train_step", real_make)
     resumed = train_and_evaluate(cfg, tmp_path / "resumed")
+    assert read_status(tmp_path / "resumed")["status"] == "finished"
     assert resumed["resumed_from_step"] == 3 and resumed["steps"] == 8
     for a, b in zip(_params(tmp_path / "straight"), _params(tmp_path / "resumed")):
         np.testing.assert_array_equal(a, b)

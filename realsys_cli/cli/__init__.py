@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from realsys_cli import __version__
-from realsys_cli.cli import classifier, datasets, fool, frames, gan
+from realsys_cli.cli import classifier, datasets, fool, frames, gan, runs
 
 app = typer.Typer(
     name="realsys",
@@ -49,6 +49,7 @@ classifier.register(app)
 fool.register(app)
 gan.register(app)
 frames.register(app)
+runs.register(app)
 app.add_typer(datasets.app, name="datasets")
 
 

@@ -94,7 +94,7 @@ def predict_frames(
     )
     workdir = workdir or default_workdir("predict-frames", cfg.dataset,
                                          "adversarial" if cfg.adversarial else cfg.loss)
-    console.stderr.print(f"workdir: {workdir}", highlight=False)
+    console.note(f"workdir: {workdir}")
     result = train_and_evaluate(cfg, workdir, progress=console.progress_reporter(json_mode=json))
     console.print_result(result, json_mode=json, title="predict-frames")
 

@@ -73,7 +73,7 @@ def train_gan(
                  "tfds_data_dir": str(tfds_data_dir) if tfds_data_dir else None},
     )
     workdir = workdir or default_workdir("train-gan", cfg.dataset)
-    console.stderr.print(f"workdir: {workdir}", highlight=False)
+    console.note(f"workdir: {workdir}")
     result = train_and_evaluate(cfg, workdir, progress=console.progress_reporter(json_mode=json))
     console.print_result(result, json_mode=json, title="train-gan")
 

@@ -27,7 +27,7 @@ from realsys_cli.frames.config import RESUMABLE_CHANGES, FramesConfig
 from realsys_cli.frames.evaluate import evaluate_state, headline
 from realsys_cli.frames.steps import FramesSteps, count_params, init_state
 from realsys_cli.progress import SILENT, Progress
-from realsys_cli.training import distributed
+from realsys_cli.training import distributed, run_status
 from realsys_cli.training.checkpoint import Checkpointer
 from realsys_cli.training.loop import LoopSpec, run_loop
 from realsys_cli.training.metrics import MetricsLog
@@ -156,6 +156,6 @@ def train_and_evaluate(cfg: FramesConfig, workdir: str | Path, *,
         "devices": jax.device_count(),
         "workdir": str(workdir),
     }
-    (workdir / "result.json").write_text(json.dumps(summary, indent=2) + "\n")
     (workdir / "horizon.json").write_text(json.dumps(scores, indent=1) + "\n")
+    run_status.write_result(workdir, summary)
     return summary

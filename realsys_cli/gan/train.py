@@ -10,7 +10,6 @@ from a fixed z (samples/epoch_NNN.png), a collapse check, and FID on the judge's
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import time
 from pathlib import Path
@@ -39,7 +38,7 @@ from realsys_cli.gan.steps import (
 )
 from realsys_cli.models.dcgan import check_image_size
 from realsys_cli.progress import SILENT, Progress
-from realsys_cli.training import distributed
+from realsys_cli.training import distributed, run_status
 from realsys_cli.training.checkpoint import Checkpointer
 from realsys_cli.training.loop import LoopSpec, run_loop
 from realsys_cli.training.metrics import MetricsLog
@@ -276,5 +275,5 @@ def train_and_evaluate(cfg: GanConfig, workdir: str | Path, *,
         "samples": str(job.last_grid) if job.last_grid else None,
         "workdir": str(workdir),
     }
-    (workdir / "result.json").write_text(json.dumps(summary, indent=2) + "\n")
+    run_status.write_result(workdir, summary)
     return summary

@@ -29,6 +29,7 @@ import numpy as np
 
 from realsys_cli.errors import TrainingDivergedError
 from realsys_cli.progress import SILENT, Progress
+from realsys_cli.training import run_status
 from realsys_cli.training.checkpoint import Checkpointer
 from realsys_cli.training.distributed import to_host
 from realsys_cli.training.metrics import MetricsLog
@@ -147,8 +148,10 @@ def run_loop(
         metrics_log.write({"step": step, "epoch": round(step / spec.steps_per_epoch, 4),
                            **{f"{k}": v for k, v in means.items()}})
 
-    with flag.installed(), progress.task("training", spec.total_steps,
-                                         completed=start_step) as bar:
+    tracked = run_status.tracked(checkpointer.workdir, enabled=metrics_log.enabled,
+                                 step=lambda: step, total_steps=spec.total_steps)
+    with tracked, flag.installed(), progress.task("training", spec.total_steps,
+                                                  completed=start_step) as bar:
         while step < spec.total_steps:
             batch = put_batch(next(batches))
             state, metrics = job.train_step(state, batch)
