@@ -1,8 +1,10 @@
 """Typed run configs: defaults < config file (TOML) < command-line options < --set key=value.
 
 Every command has one dataclass of fields with units in their names (`num_epochs`,
-`learning_rate`, ...). A recipe in `configs/` is a TOML file of some of those fields; its leading
-comment says the command and what it measured. `--set key=value` overrides are checked against
+`learning_rate`, ...). A recipe is a TOML file of some of those fields; its leading comment says
+the command and what it measured. The recipes ship inside the package (realsys_cli/configs/, which
+the repository's `configs/` links to), and `--config NAME` finds one by name (`--config
+lenet_digits`) when no file of that name exists. `--set key=value` overrides are checked against
 the dataclass: an unknown key or a value of the wrong type is a ConfigError naming the field.
 The resolved config is written to `<workdir>/config.json` so a run can be read back and resumed.
 """
@@ -121,10 +123,44 @@ def parse_set_options(items: list[str] | None) -> dict[str, str]:
     return out
 
 
+RECIPES_DIR = Path(__file__).parent / "configs"
+
+
+def recipe_names() -> list[str]:
+    """The recipes that ship with realsys, by name (`alexnet_imagenette`, `lenet_digits`, ...)."""
+    return sorted(p.stem for p in RECIPES_DIR.glob("*.toml"))
+
+
+def recipe_path(name: str) -> Path:
+    """The file of the packaged recipe `name` (with or without .toml), or a ConfigError."""
+    stem = name.removesuffix(".toml")
+    path = RECIPES_DIR / f"{stem}.toml"
+    if stem not in recipe_names():
+        raise ConfigError(f"no recipe named {name!r}; recipes: {', '.join(recipe_names())}")
+    return path
+
+
+def find_config_file(spec: str | os.PathLike) -> Path:
+    """--config: a TOML file, else (a bare name, no directory) a packaged recipe of that name."""
+    path = Path(spec)
+    if path.is_file():
+        return path
+    if len(path.parts) == 1 and path.name.removesuffix(".toml") in recipe_names():
+        return recipe_path(path.name)
+    raise ConfigError(f"config file {path} does not exist, and no recipe has that name; "
+                      f"recipes: {', '.join(recipe_names())}")
+
+
+def recipe_label(path: str | os.PathLike) -> str:
+    """A config file as a result names it: a packaged recipe by its name, any other by path."""
+    found = find_config_file(path)
+    if found.resolve().parent == RECIPES_DIR.resolve():
+        return found.stem
+    return str(path)
+
+
 def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist")
+    path = find_config_file(path)
     try:
         with path.open("rb") as f:
             return tomllib.load(f)

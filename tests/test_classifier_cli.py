@@ -40,7 +40,8 @@ def test_train_json_has_the_promised_fields(trained):
                 "test_top5_accuracy", "train_seconds", "train_images_per_second", "workdir"):
         assert key in data
     assert data["model"] == "lenet" and data["num_params"] == 857_738
-    assert data["steps"] == 32 and data["epochs"] == 4
+    assert data["recipe"] == "lenet_digits"  # picked by the dataset; --epochs wins over it
+    assert data["steps"] == 32 and data["epochs"] == 4  # exactly 4 epochs: no floor
     assert 0.0 <= data["test_accuracy"] <= data["test_top5_accuracy"] <= 1.0
     assert data["test_accuracy"] > 0.2  # 32 steps on 256 digits: well above chance (0.1)
     for name in ("curves.png", "confusion.png", "config.json", "metrics.jsonl", "result.json"):
@@ -128,3 +129,78 @@ def test_unknown_dataset_is_one_line():
 def test_bad_set_override_is_one_line():
     _one_line_error(_run("train-classifier", "--set", "batch_size=lots"),
                     "batch_size must be an integer")
+
+
+# ------------------------------------------------------------- another channel count
+def _digits_as_rgb_folder(root, tfds_dir):
+    """The tiny digits as RGB PNG files: train/ from its train split, val/ from its test split."""
+    from realsys_cli.data.dataset import open_dataset
+
+    data = open_dataset(TINY, tfds_dir=tfds_dir)
+    for split, folder in (("train", "train"), ("test", "val")):
+        source = data.source(split)
+        for i in range(len(source)):
+            record = source[i]
+            path = root / folder / str(record["label"]) / f"{i:03d}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(record["image"][..., 0]).convert("RGB").save(path)
+    return root
+
+
+@pytest.fixture(scope="module")
+def rgb_folder(trained):
+    _, _, root = trained
+    return _digits_as_rgb_folder(root / "digits_rgb", root / "tfds")
+
+
+def test_grey_model_evaluates_rgb_files(trained, rgb_folder, monkeypatch):
+    """The 1-channel digits LeNet on a folder of RGB PNGs of the same test digits: each file is
+    converted to its luma, which gives back the grey pixels exactly, so every number is equal."""
+    workdir, _, root = trained
+    monkeypatch.setenv("TFDS_DATA_DIR", str(root / "tfds"))
+    builtin = json.loads(_run("evaluate", "--workdir", str(workdir), "--json").stdout)
+    result = _run("evaluate", "--workdir", str(workdir), "--data-dir", str(rgb_folder), "--json")
+    assert result.exit_code == 0, result.output  # was: conv_general_dilated ... 3 // 1 != 1
+    folder = json.loads(result.stdout)
+    assert folder["split"] == "validation" and folder["examples"] == builtin["examples"] == 64
+    assert folder["accuracy"] == builtin["accuracy"]
+    assert np.array_equal(folder["confusion"], builtin["confusion"])
+
+
+def test_grey_model_perturbs_rgb_files(trained, rgb_folder, monkeypatch):
+    """fool --method perturb reads its real images through the same conversion."""
+    from realsys_cli.fool.perturb import load_test_images
+    from realsys_cli.fool.target import load_frozen
+
+    workdir, _, root = trained
+    net = load_frozen(workdir)
+    images, labels = load_test_images(net, "digits_rgb", data_dir=str(rgb_folder),
+                                      tfds_dir=str(root / "tfds"), limit=8)
+    assert images.shape == (8, 28, 28, 1) and images.dtype == np.uint8 and labels.shape == (8,)
+    originals = {np.asarray(Image.open(p).convert("L")).tobytes()
+                 for p in (rgb_folder / "val").glob("*/*.png")}
+    assert all(image[..., 0].tobytes() in originals for image in images)
+
+
+def test_rgb_model_evaluates_grey_images(trained, rgb_folder, monkeypatch, tmp_path):
+    """A 3-channel LeNet trained on the RGB files meets the grey built-in digits repeated to 3
+    channels: the same numbers as on its own folder's copies of those digits."""
+    _, _, root = trained
+    monkeypatch.setenv("TFDS_DATA_DIR", str(root / "tfds"))
+    workdir = tmp_path / "rgb_run"
+    result = _run("-q", "train-classifier", "--data-dir", str(rgb_folder), "--model", "lenet",
+                  "--epochs", "2", "--batch-size", "32", "--workdir", str(workdir), "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["eval_split"] == "validation"
+    own = json.loads(_run("evaluate", "--workdir", str(workdir), "--json").stdout)
+    result = _run("evaluate", "--workdir", str(workdir), "--dataset", TINY, "--json")
+    assert result.exit_code == 0, result.output
+    grey = json.loads(result.stdout)
+    assert (own["split"], grey["split"]) == ("validation", "test")
+    assert grey["examples"] == own["examples"] == 64
+    assert grey["accuracy"] == own["accuracy"]
+    assert np.array_equal(grey["confusion"], own["confusion"])
+    image = tmp_path / "grey.png"
+    Image.fromarray(np.zeros((28, 28), np.uint8)).save(image)
+    result = _run("classify", "--workdir", str(workdir), str(image), "--json")
+    assert result.exit_code == 0, result.output

@@ -12,9 +12,12 @@ import pytest
 
 from realsys_cli.classifier.config import ClassifierConfig
 from realsys_cli.config import (
+    RECIPES_DIR,
     config_from_dict,
     config_to_dict,
     parse_set_options,
+    recipe_label,
+    recipe_names,
     resolve_config,
     write_config,
 )
@@ -192,10 +195,9 @@ def test_saved_config_with_unknown_key():
         config_from_dict(Small, data)
 
 
-@pytest.mark.parametrize("recipe", sorted((Path(__file__).parents[1] / "configs").glob("*.toml")),
-                         ids=lambda p: p.name)
+@pytest.mark.parametrize("recipe", sorted(RECIPES_DIR.glob("*.toml")), ids=lambda p: p.name)
 def test_every_recipe_resolves_into_its_commands_config(recipe):
-    """A typo or a renamed field in configs/ must fail here, not in a user's run."""
+    """A typo or a renamed field in a recipe must fail here, not in a user's run."""
     from realsys_cli.classifier.config import ClassifierConfig
     from realsys_cli.fool.config import FoolConfig
     from realsys_cli.frames.config import FramesConfig
@@ -210,3 +212,41 @@ def test_every_recipe_resolves_into_its_commands_config(recipe):
     for key, value in written.items():  # every value landed in its field, lists as tuples
         got = getattr(cfg, key)
         assert (list(got) if isinstance(got, tuple) else got) == value, key
+
+
+def test_recipes_ship_in_the_package_and_configs_links_to_them():
+    """An installed wheel has realsys_cli/configs/; the repository's configs/ is a relative
+    symlink to it, so `--config configs/xxx.toml` in the README works from a checkout."""
+    assert RECIPES_DIR == Path(__file__).parents[1] / "realsys_cli" / "configs"
+    assert {"alexnet_imagenette", "alexnet_shapes", "alexnet_small_cifar10", "lenet_digits",
+            "dcgan_digits"} <= set(recipe_names())
+    link = Path(__file__).parents[1] / "configs"
+    assert link.is_symlink() and str(link.readlink()) == "realsys_cli/configs"
+    assert sorted(p.name for p in link.glob("*.toml")) == sorted(
+        p.name for p in RECIPES_DIR.glob("*.toml"))
+
+
+def test_config_by_recipe_name(tmp_path, monkeypatch):
+    """--config lenet_digits (or lenet_digits.toml) is the packaged recipe, from any directory;
+    a file of that name in the working directory wins over the recipe."""
+    monkeypatch.chdir(tmp_path)
+    for spec in ("alexnet_imagenette", "alexnet_imagenette.toml"):
+        cfg = resolve_config(ClassifierConfig, config_file=spec)
+        assert cfg.model == "alexnet" and cfg.image_size == 224 and cfg.num_epochs == 90
+        assert recipe_label(spec) == "alexnet_imagenette"
+    assert recipe_label(Path(__file__).parents[1] / "configs" / "lenet_digits.toml") == \
+        "lenet_digits"  # through the symlink
+    (tmp_path / "lenet_digits.toml").write_text('model = "alexnet-small"\n')
+    assert resolve_config(ClassifierConfig, config_file="lenet_digits").model == "lenet"  # no .toml
+    assert resolve_config(ClassifierConfig, config_file="lenet_digits.toml").model == \
+        "alexnet-small"
+    assert recipe_label("lenet_digits.toml") == "lenet_digits.toml"  # a file, named by its path
+
+
+def test_unknown_config_lists_the_recipes(tmp_path):
+    with pytest.raises(ConfigError) as info:
+        resolve_config(ClassifierConfig, config_file="alexnet_imagenet")
+    message = str(info.value)
+    assert "\n" not in message
+    assert "config file alexnet_imagenet does not exist, and no recipe has that name" in message
+    assert "recipes: alexnet_imagenette, alexnet_shapes, alexnet_small_cifar10," in message

@@ -237,3 +237,30 @@ def test_rgb_jpeg_conversion_keeps_rgb_bytes():
         assert im.mode == "RGB"
         r, g, b = np.asarray(im)[4, 4]
         assert r > 200 and g < 60 and b < 60  # CMYK (0, 255, 255, 0) is red
+
+
+def test_train_classifier_on_mnist_in_one_command(served, tmp_path):
+    """The whole path, as a user types it: not prepared -> download -> verify -> prepare ->
+    the dataset picks lenet -> train; then evaluate reads the same prepared copy."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from realsys_cli.cli import app
+
+    upstream.write_mnist(served.root, train=256, test=64)
+    upstream.write_sums(served.root)
+    runner = CliRunner()
+    result = runner.invoke(app, ["train-classifier", "--dataset", "mnist", "--epochs", "2",
+                                 "--batch-size", "32", "--workdir", str(tmp_path / "w"),
+                                 "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert (data["dataset"], data["model"], data["recipe"]) == ("mnist", "lenet", "lenet_digits")
+    assert data["steps"] == 16 and data["eval_examples"] == 64
+    assert "recipe: lenet_digits" in result.stderr and "SHA256SUMS" in result.stderr
+    served.requests.clear()
+    evaluated = runner.invoke(app, ["evaluate", "--workdir", str(tmp_path / "w"), "--json",
+                                    "--no-download"])
+    assert evaluated.exit_code == 0, evaluated.output
+    assert json.loads(evaluated.stdout)["examples"] == 64 and served.requests == []

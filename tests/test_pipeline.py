@@ -1,11 +1,13 @@
 """The input pipeline on tiny in-memory sources: shuffling, epochs, resume, sharding, resizing,
-padded evaluation batches."""
+channel conversion, padded evaluation batches."""
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from realsys_cli.data.pipeline import (
     Shard,
+    convert_channels,
     eval_batches,
     resize_square,
     steps_per_epoch,
@@ -201,3 +203,47 @@ def test_steps_per_epoch_matches_the_stream():
     source = make_source(22)
     epoch = list(train_batches(source, batch_size=4, seed=0, num_epochs=1))
     assert len(epoch) == steps_per_epoch(22, 4) == 5
+
+
+@pytest.mark.parametrize("rgb, grey", [
+    ((200, 100, 50), 124),  # 0.299*200 + 0.587*100 + 0.114*50 = 124.2
+    ((255, 0, 0), 76),  # 76.245
+    ((0, 255, 0), 150),  # 149.685
+    ((0, 0, 255), 29),  # 29.07
+    ((255, 255, 255), 255),
+    ((7, 7, 7), 7),  # equal channels (a grey PNG read as RGB) come back unchanged
+])
+def test_rgb_to_grey_is_itu_601_luma(rgb, grey):
+    pixel = np.array(rgb, np.uint8).reshape(1, 1, 3)
+    assert convert_channels(pixel, 1).tolist() == [[[grey]]]
+    assert Image.fromarray(pixel).convert("L").getpixel((0, 0)) == grey  # what PIL says
+
+
+def test_rgb_to_grey_matches_pil_on_every_pixel():
+    images = np.random.default_rng(0).integers(0, 256, (3, 40, 50, 3), dtype=np.uint8)
+    grey = convert_channels(images, 1)
+    assert grey.shape == (3, 40, 50, 1) and grey.dtype == np.uint8
+    for image, out in zip(images, grey, strict=True):
+        assert (np.asarray(Image.fromarray(image).convert("L")) == out[..., 0]).all()
+
+
+def test_grey_to_rgb_repeats_the_channel():
+    grey = np.arange(12, dtype=np.uint8).reshape(2, 2, 3, 1) * 20
+    rgb = convert_channels(grey, 3)
+    assert rgb.shape == (2, 2, 3, 3)
+    for c in range(3):
+        assert (rgb[..., c] == grey[..., 0]).all()
+    assert convert_channels(grey, 1) is grey  # already right: untouched
+    with pytest.raises(ValueError, match="4-channel"):
+        convert_channels(np.zeros((2, 2, 4), np.uint8), 3)
+
+
+def test_batches_convert_to_the_models_channels():
+    rgb = [{"image": np.full((4, 4, 3), (200, 100, 50), np.uint8), "label": i} for i in range(4)]
+    (batch,) = list(eval_batches(rgb, batch_size=4, channels=1))
+    assert batch["image"].shape == (4, 4, 4, 1) and (batch["image"] == 124).all()
+    grey = make_source(8)
+    batch = next(train_batches(grey, batch_size=4, seed=0, channels=3, image_size=2))
+    assert batch["image"].shape == (4, 2, 2, 3)
+    for image, label in zip(batch["image"], batch["label"], strict=True):
+        assert (image == label).all()  # record i is all i: every channel of it too

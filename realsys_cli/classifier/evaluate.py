@@ -34,13 +34,14 @@ log = logging.getLogger("realsys")
 
 
 def evaluate_state(eval_step: Any, params: Any, rest: Any, source: Sequence, *,
-                   batch_size: int, resize_size: int, mesh: Any,
+                   batch_size: int, resize_size: int, mesh: Any, channels: int | None = None,
                    limit: int | None = None) -> dict[str, Any]:
+    """`channels`: the model's; images of another channel count are converted to it."""
     shard = distributed.process_shard()
     local = batch_size // jax.process_count()
     totals = None
     for batch in pipeline.eval_batches(source, batch_size=local, image_size=resize_size,
-                                       shard=shard, limit=limit):
+                                       channels=channels, shard=shard, limit=limit):
         sums = eval_step(params, rest, distributed.shard_batch(batch, mesh))
         totals = sums if totals is None else jax.tree.map(lambda a, b: a + b, totals, sums)
     totals = distributed.to_host(totals)
@@ -131,7 +132,8 @@ def evaluate_workdir(workdir: str | Path, *, dataset: str | None = None,
     batch_size -= batch_size % jax.device_count()
     result = evaluate_state(trained.steps.make_eval_step(), trained.state["params"],
                             trained.state["rest"], data.source(split), batch_size=batch_size,
-                            resize_size=trained.facts.resize_size, mesh=mesh)
+                            resize_size=trained.facts.resize_size, mesh=mesh,
+                            channels=trained.facts.in_channels)
     per_class = {n: round(a, 4) for n, a in zip(trained.class_names,
                                                 result["per_class_accuracy"])}
     return {"workdir": str(workdir), "checkpoint": trained.checkpoint, "step": trained.step,
@@ -142,7 +144,11 @@ def evaluate_workdir(workdir: str | Path, *, dataset: str | None = None,
 
 
 def read_image(path: str | Path, channels: int, size: int) -> np.ndarray:
-    """An image file as uint8 (size, size, channels), or an InputImageError naming it."""
+    """An image file as uint8 (size, size, channels), or an InputImageError naming it.
+
+    Any file becomes 8-bit RGB first (grey, palette, CMYK, 16-bit, alpha); a 1-channel model
+    gets its luma, as the input pipeline converts (`pipeline.convert_channels`).
+    """
     path = Path(path)
     if not path.is_file():
         raise InputImageError(f"image {path} does not exist")
@@ -150,8 +156,7 @@ def read_image(path: str | Path, channels: int, size: int) -> np.ndarray:
         rgb = load_rgb(path)
     except Exception as e:  # PIL raises many types for corrupt files
         raise InputImageError(f"cannot read image {path}: {type(e).__name__}") from None
-    array = np.asarray(rgb.convert("L"))[..., None] if channels == 1 else np.asarray(rgb)
-    return pipeline.resize_square(array, size)
+    return pipeline.convert_channels(pipeline.resize_square(np.asarray(rgb), size), channels)
 
 
 def classify_images(workdir: str | Path, paths: Sequence[str], *,

@@ -7,7 +7,6 @@ the loop / final evaluation and pictures.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import time
 from pathlib import Path
@@ -19,7 +18,12 @@ import numpy as np
 from realsys_cli import config as config_lib
 from realsys_cli.classifier import report
 from realsys_cli.classifier.augment import PixelStats
-from realsys_cli.classifier.config import RESUMABLE_CHANGES, ClassifierConfig
+from realsys_cli.classifier.config import (
+    RESUMABLE_CHANGES,
+    ClassifierConfig,
+    describe_length,
+    total_steps,
+)
 from realsys_cli.classifier.evaluate import evaluate_state
 from realsys_cli.classifier.setup import (
     DataFacts,
@@ -32,7 +36,7 @@ from realsys_cli.classifier.steps import ClassifierSteps, count_params, init_sta
 from realsys_cli.data import pipeline
 from realsys_cli.data.dataset import Dataset, open_dataset
 from realsys_cli.progress import SILENT, Progress
-from realsys_cli.training import distributed, optim
+from realsys_cli.training import distributed, optim, run_status
 from realsys_cli.training.checkpoint import Checkpointer
 from realsys_cli.training.distributed import ClusterSpec
 from realsys_cli.training.loop import LoopSpec, run_loop
@@ -75,7 +79,7 @@ class ClassifierJob:
             self.eval_step, state["params"], state["rest"],
             self.dataset.source(self.dataset.eval_split),
             batch_size=self.cfg.batch_size, resize_size=self.facts.resize_size,
-            mesh=self.mesh, limit=self.cfg.eval_limit or None,
+            mesh=self.mesh, channels=self.facts.in_channels, limit=self.cfg.eval_limit or None,
         )
         return self.last_eval
 
@@ -113,7 +117,7 @@ def train_and_evaluate(
     train_source = dataset.source(dataset.train_split)
     shard = distributed.process_shard()
     steps_per_epoch = pipeline.steps_per_epoch(len(train_source), local_batch, shard)
-    total_steps = cfg.max_steps or cfg.num_epochs * steps_per_epoch
+    num_steps = total_steps(cfg, steps_per_epoch)
 
     # ------------------------------------------------------------------------------- resume?
     checkpointer = Checkpointer(workdir, max_to_keep=cfg.checkpoints_to_keep)
@@ -130,14 +134,14 @@ def train_and_evaluate(
 
     # ------------------------------------------------------------------ model and optimizer
     model = make_model(cfg, facts)
-    steps = make_steps(cfg, facts, model, stats, total_steps)
+    steps = make_steps(cfg, facts, model, stats, num_steps)
     state = init_state(model, steps.tx, cfg.seed)
     num_params = count_params(state)
     mesh = distributed.data_mesh()
     plateau = optim.Plateau(patience=cfg.plateau_patience_epochs)
     batches = pipeline.train_batches(
         train_source, batch_size=local_batch, seed=cfg.seed, image_size=facts.resize_size,
-        shard=shard,
+        channels=facts.in_channels, shard=shard,
     )
     start_step = 0
     if meta is not None:
@@ -153,7 +157,8 @@ def train_and_evaluate(
     metrics_log.truncate_after(start_step)
 
     # -------------------------------------------------------------------------------- train
-    spec = LoopSpec(total_steps=total_steps, steps_per_epoch=steps_per_epoch,
+    log.info("%s", describe_length(cfg, steps_per_epoch))
+    spec = LoopSpec(total_steps=num_steps, steps_per_epoch=steps_per_epoch,
                     log_every_steps=min(cfg.log_every_steps, steps_per_epoch),
                     images_per_step=cfg.batch_size)
     t0 = time.perf_counter()
@@ -175,6 +180,7 @@ def train_and_evaluate(
     train_seconds = time.perf_counter() - t0
     summary = {
         "dataset": dataset.name,
+        "recipe": cfg.recipe or None,
         "model": cfg.model,
         "num_params": num_params,
         "image_size": facts.image_size,
@@ -193,5 +199,5 @@ def train_and_evaluate(
         "workdir": str(workdir),
     }
     if jax.process_index() == 0:
-        (workdir / "result.json").write_text(json.dumps(summary, indent=2) + "\n")
+        run_status.write_result(workdir, summary)
     return summary

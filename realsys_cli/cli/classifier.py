@@ -14,6 +14,7 @@ from realsys_cli.cli.options import (
     ConfigOpt,
     DataDirOpt,
     JsonOpt,
+    NoDownloadOpt,
     SeedOpt,
     SetOpt,
     TfdsDirOpt,
@@ -42,8 +43,11 @@ def train_classifier(
         "--dataset", "-d", help="digits | shapes | shapes/size=224 | a TFDS name (mnist, "
         "imagenette/320px-v2, ...) | a label for --data-dir.")] = None,
     model: Annotated[str | None, typer.Option(
-        "--model", "-m", help="lenet | alexnet-small | alexnet.")] = None,
-    epochs: Annotated[int | None, typer.Option("--epochs", "-e", min=1)] = None,
+        "--model", "-m", help="lenet | alexnet-small | alexnet (default: the dataset's "
+        "recipe).")] = None,
+    epochs: Annotated[int | None, typer.Option(
+        "--epochs", "-e", min=1, help="Exactly this many epochs (default: the recipe's; "
+        "lenet: 2, but at least 500 steps).")] = None,
     batch_size: Annotated[int | None, typer.Option("--batch-size", "-b", min=1)] = None,
     learning_rate: Annotated[float | None, typer.Option("--lr", help="Learning rate.")] = None,
     bf16: Annotated[bool, typer.Option("--bf16", help="bfloat16 compute (mixed precision).")]
@@ -51,6 +55,7 @@ def train_classifier(
     seed: SeedOpt = None,
     data_dir: DataDirOpt = None,
     tfds_data_dir: TfdsDirOpt = None,
+    no_download: NoDownloadOpt = False,
     config: ConfigOpt = None,
     set_: SetOpt = None,
     workdir: WorkdirOpt = None,
@@ -60,18 +65,18 @@ def train_classifier(
     process_id: Annotated[int, typer.Option(min=0, help="This process's index.")] = 0,
     json: JsonOpt = False,
 ) -> None:
-    """Train an AlexNet-style classifier (default: lenet on built-in digits, a few minutes)."""
+    """Train a classifier; the dataset picks the recipe (imagenette: alexnet, digits, mnist:
+    lenet, cifar10: alexnet-small at 32 px) unless --model or --config says (default: digits)."""
     from realsys_cli.xla_flags import use_training_flags
 
     use_training_flags()
     from realsys_cli import console
-    from realsys_cli.classifier.config import ClassifierConfig
+    from realsys_cli.classifier.recipes import resolve_train_config
     from realsys_cli.classifier.train import train_and_evaluate
-    from realsys_cli.config import resolve_config
     from realsys_cli.training.distributed import ClusterSpec
 
-    cfg = resolve_config(
-        ClassifierConfig, config_file=config, set_items=set_,
+    cfg = resolve_train_config(
+        config_file=config, set_items=set_,
         options={"dataset": dataset, "model": model, "num_epochs": epochs,
                  "batch_size": batch_size, "learning_rate": learning_rate,
                  "dtype": "bfloat16" if bf16 else None, "seed": seed,
@@ -79,7 +84,7 @@ def train_classifier(
                  "tfds_data_dir": str(tfds_data_dir) if tfds_data_dir else None},
     )
     workdir = workdir or default_workdir("train-classifier", cfg.dataset, cfg.model)
-    console.stderr.print(f"workdir: {workdir}", highlight=False)
+    console.note(f"workdir: {workdir}")
     cluster = ClusterSpec(coordinator_address, num_processes, process_id)
     quiet_native = console.native_stdout_to_stderr() if num_processes > 1 else nullcontext()
     with quiet_native:
@@ -101,6 +106,7 @@ def evaluate(
     = None,
     data_dir: DataDirOpt = None,
     tfds_data_dir: TfdsDirOpt = None,
+    no_download: NoDownloadOpt = False,
     json: JsonOpt = False,
 ) -> None:
     """Top-1, top-5, per-class accuracy and the confusion matrix of a trained classifier."""

@@ -2,7 +2,8 @@
 
 The training stream is
 
-  source -> this process's shard -> shuffle(seed), reshuffled every epoch -> resize -> batch
+  source -> this process's shard -> shuffle(seed), reshuffled every epoch -> resize
+         -> convert to the model's channels -> batch
 
 as a grain `MapDataset`: records are read on demand (a dataset never has to fit in memory), a
 pool of threads decodes ahead of the training step, and the iterator's state is a small dict
@@ -10,6 +11,9 @@ pool of threads decodes ahead of the training step, and the iterator's state is 
 the batches an uninterrupted one would. Batches are dicts of numpy arrays:
 
   {"image": uint8 (B, H, W, C), "label": int32 (B,)}   or   {"video": uint8 (B, T, H, W, C)}
+
+A model meets images of another channel count converted to its own (`channels`): RGB -> grey
+by ITU-R 601 luma exactly as PIL's `convert("L")` computes it, grey -> RGB by repetition.
 
 Evaluation batches are not shuffled and are padded to a full batch, with {"mask": bool (B,)},
 so that one compiled eval step serves the last, partial batch too.
@@ -48,10 +52,34 @@ def resize_square(image: np.ndarray, size: int) -> np.ndarray:
     return out.reshape(size, size, c)
 
 
-def _resize_record(size: int | None) -> Any:
+def convert_channels(images: np.ndarray, channels: int) -> np.ndarray:
+    """uint8 (..., C) with C in (1, 3) -> uint8 (..., channels).
+
+    RGB -> grey is PIL's `convert("L")` bit for bit, the ITU-R 601 luma
+    L = (19595 R + 38470 G + 7471 B + 2^15) >> 16  (0.299, 0.587, 0.114 in 16-bit fixed point);
+    grey -> RGB repeats the one channel.
+    """
+    have = images.shape[-1]
+    if have == channels:
+        return images
+    if (have, channels) == (1, 3):
+        return np.repeat(images, 3, axis=-1)
+    if (have, channels) == (3, 1):
+        rgb = images.astype(np.uint32)
+        luma = (19595 * rgb[..., 0] + 38470 * rgb[..., 1] + 7471 * rgb[..., 2] + 0x8000) >> 16
+        return luma.astype(np.uint8)[..., None]
+    raise ValueError(f"cannot convert {have}-channel images to {channels} channels")
+
+
+def _prepare_record(size: int | None, channels: int | None) -> Any:
     def fn(record: dict[str, Any]) -> dict[str, Any]:
-        if size is not None and "image" in record:
-            record = dict(record, image=resize_square(record["image"], size))
+        if "image" in record:
+            image = record["image"]
+            if size is not None:
+                image = resize_square(image, size)
+            if channels is not None:
+                image = convert_channels(image, channels)
+            record = dict(record, image=image)
         return record
 
     return fn
@@ -89,17 +117,22 @@ def train_batches(
     batch_size: int,
     seed: int,
     image_size: int | None = None,
+    channels: int | None = None,
     shard: Shard = Shard(),
     num_epochs: int | None = None,
     num_threads: int = 4,
     prefetch: int = 8,
 ) -> grain.DatasetIterator:
-    """An endless (or `num_epochs`-long) iterator of shuffled batches with get/set_state."""
+    """An endless (or `num_epochs`-long) iterator of shuffled batches with get/set_state.
+
+    `image_size`: resize (shorter side, centre crop) to this side; `channels`: convert to this
+    many channels (1 or 3); None keeps the records' own.
+    """
     dataset = (
         shard_of(source, shard)
         .shuffle(seed=seed)
         .repeat(num_epochs, reseed_each_epoch=True)
-        .map(_resize_record(image_size))
+        .map(_prepare_record(image_size, channels))
         .batch(batch_size, drop_remainder=True, batch_fn=_stack)
     )
     return iter(dataset.to_iter_dataset(_read_options(num_threads, prefetch)))
@@ -110,6 +143,7 @@ def eval_batches(
     *,
     batch_size: int,
     image_size: int | None = None,
+    channels: int | None = None,
     shard: Shard = Shard(),
     limit: int | None = None,
     num_threads: int = 4,
@@ -117,7 +151,8 @@ def eval_batches(
     """Every record once, in order, in full batches padded with mask == False.
 
     Every process yields as many batches as the largest shard needs (the extra ones fully
-    masked), so that the processes' collective eval steps stay in step.
+    masked), so that the processes' collective eval steps stay in step. `image_size` and
+    `channels` as in `train_batches`.
     """
     dataset = shard_of(source, shard)
     largest = -(-len(source) // shard.count)
@@ -125,7 +160,8 @@ def eval_batches(
         dataset = dataset[: min(limit, len(dataset))]
         largest = min(limit, largest)
     num_batches = -(-largest // batch_size)
-    dataset = dataset.map(_resize_record(image_size)).batch(batch_size, batch_fn=_stack)
+    dataset = dataset.map(_prepare_record(image_size, channels)).batch(batch_size,
+                                                                       batch_fn=_stack)
     batch = None
     for batch in dataset.to_iter_dataset(_read_options(num_threads, 2 * num_threads)):
         n = len(next(iter(batch.values())))

@@ -141,14 +141,9 @@ def resolve_targets(names: Sequence[str], class_names: Sequence[str], *,
 
 def fit_images(images: np.ndarray, side: int, channels: int) -> np.ndarray:
     """uint8 (N, H, W, C) -> (N, side, side, channels): for checking with another network."""
-    from realsys_cli.data.pipeline import resize_square
+    from realsys_cli.data.pipeline import convert_channels, resize_square
 
-    if images.shape[-1] != channels:
-        if channels == 3:
-            images = np.repeat(images, 3, axis=-1)
-        else:
-            images = np.round(images.astype(np.float32) @ np.array([0.299, 0.587, 0.114])
-                              )[..., None].clip(0, 255).astype(np.uint8)
+    images = convert_channels(images, channels)  # grey <-> RGB as the input pipeline does
     if images.shape[1] == side:
         return images
     return np.stack([resize_square(im, side) for im in images])
