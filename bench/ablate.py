@@ -3,7 +3,7 @@
     .venv/bin/python bench/ablate.py --wl classifier [--flags training] [--rounds 5]
 
 Variants, timed in interleaved rounds in one process (same XLA flags, same machine moment):
-  realsys      ClassifierSteps.make_train_step with the workload's recipe (as bench/run.py)
+  realsys      ClassifierSteps.make_train_step with the workload's recipe (bench/workloads.py)
   no-augment   the same with crop_padding=0, flip=False, pca_noise=0 (only /255 + normalise)
   no-wd        the same with weight_decay=0
   bare         realsys's model alone: float32 input, cross-entropy, optax.sgd(momentum 0.9),
@@ -25,49 +25,42 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import jax_worker  # noqa: E402
 
 
-class Bare(jax_worker.Workload):
+def bare(name: str) -> Any:
     """realsys's network in a minimal jitted SGD step (the peer's step, in JAX)."""
+    import jax
+    import numpy as np
+    import optax
+    from flax import nnx
+    from workloads import BATCH, RECIPES, SIDES, StepWorkload
 
-    def __init__(self, name: str):
-        import jax
-        import numpy as np
-        import optax
-        from flax import nnx
+    from realsys_cli.classifier.config import ClassifierConfig
+    from realsys_cli.classifier.setup import DataFacts, make_model
+    from realsys_cli.config import recipe_path, resolve_config
+    from realsys_cli.models import count_params
 
-        from realsys_cli.classifier.config import ClassifierConfig
-        from realsys_cli.classifier.setup import DataFacts, make_model
-        from realsys_cli.config import resolve_config
+    batch, (side, channels) = BATCH[name], SIDES[name]
+    cfg = resolve_config(ClassifierConfig, config_file=recipe_path(RECIPES[name]))
+    facts = DataFacts(tuple(f"class{i}" for i in range(10)), channels, side, side)
+    model = make_model(cfg, facts)
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    tx = optax.sgd(0.01, momentum=0.9)
+    rng = np.random.default_rng(0)
+    x = jax.device_put(rng.random((batch, side, side, channels), dtype=np.float32))
+    y = jax.device_put(rng.integers(0, 10, (batch,)).astype(np.int32))
 
-        batch, (side, channels) = jax_worker.BATCH[name], jax_worker.SIDES[name]
-        cfg = resolve_config(ClassifierConfig,
-                             config_file=jax_worker.ROOT / "configs" / jax_worker.RECIPES[name])
-        facts = DataFacts(tuple(f"class{i}" for i in range(10)), channels, side, side)
-        model = make_model(cfg, facts)
-        graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-        tx = optax.sgd(0.01, momentum=0.9)
-        rng = np.random.default_rng(0)
-        x = jax.device_put(rng.random((batch, side, side, channels), dtype=np.float32))
-        y = jax.device_put(rng.integers(0, 10, (batch,)).astype(np.int32))
+    def step(state: dict[str, Any]) -> dict[str, Any]:
+        def loss_fn(p: Any, r: Any) -> tuple[jax.Array, Any]:
+            m = nnx.merge(graphdef, p, r, copy=True)
+            loss = optax.softmax_cross_entropy_with_integer_labels(m(x, train=True), y)
+            return loss.mean(), nnx.state(m, nnx.Not(nnx.Param))
 
-        def step(state: dict[str, Any]) -> dict[str, Any]:
-            def loss_fn(p: Any, r: Any) -> tuple[jax.Array, Any]:
-                m = nnx.merge(graphdef, p, r, copy=True)
-                loss = optax.softmax_cross_entropy_with_integer_labels(m(x, train=True), y)
-                return loss.mean(), nnx.state(m, nnx.Not(nnx.Param))
+        (_, r), g = jax.value_and_grad(loss_fn, has_aux=True)(state["params"], state["rest"])
+        updates, opt = tx.update(g, state["opt"], state["params"])
+        return dict(params=optax.apply_updates(state["params"], updates), rest=r, opt=opt)
 
-            (_, r), g = jax.value_and_grad(loss_fn, has_aux=True)(state["params"],
-                                                                 state["rest"])
-            updates, opt = tx.update(g, state["opt"], state["params"])
-            return dict(params=optax.apply_updates(state["params"], updates), rest=r, opt=opt)
-
-        self.fn = jax.jit(step, donate_argnums=0)
-        self.carry = dict(params=params, rest=rest, opt=tx.init(params))
-        self.params = int(sum(a.size for a in jax.tree.leaves(params)))
-        self.units_per_step = batch
-
-    def step(self) -> Any:
-        self.carry = self.fn(self.carry)
-        return self.carry
+    return StepWorkload(jax.jit(step, donate_argnums=0),
+                        dict(params=params, rest=rest, opt=tx.init(params)),
+                        count_params(params), "bare", units_per_step=batch, unit="img")
 
 
 def main() -> None:
@@ -79,12 +72,14 @@ def main() -> None:
     ap.add_argument("--variants", default="realsys,no-augment,no-wd,bare")
     a = ap.parse_args()
     flags = jax_worker.set_flags(a.flags)
+    from workloads import ClassifierWorkload  # imports jax: only after set_flags
+
     make = {
-        "realsys": lambda: jax_worker.ClassifierWorkload(a.wl),
-        "no-augment": lambda: jax_worker.ClassifierWorkload(
+        "realsys": lambda: ClassifierWorkload(a.wl),
+        "no-augment": lambda: ClassifierWorkload(
             a.wl, {"crop_padding": 0, "flip": False, "pca_noise": 0.0}),
-        "no-wd": lambda: jax_worker.ClassifierWorkload(a.wl, {"weight_decay": 0.0}),
-        "bare": lambda: Bare(a.wl),
+        "no-wd": lambda: ClassifierWorkload(a.wl, {"weight_decay": 0.0}),
+        "bare": lambda: bare(a.wl),
     }
     names = a.variants.split(",")
     work, n, first = {}, {}, {}

@@ -5,8 +5,8 @@
     .venv/bin/python bench/run.py --workloads classifier --jax-flags both   # flags on vs off
     .venv/bin/python bench/run.py --json                                  # one JSON object
 
-Two kinds of worker speak the same JSON-lines protocol: the peer (../shared/bench/peer_torch.py
---serve, in its own venv .torchref/) and realsys (bench/jax_worker.py --serve, in .venv/). For
+Two kinds of worker speak the same JSON-lines protocol: the peer (bench/peer_torch.py --serve,
+in its own venv .torchref/) and realsys (bench/jax_worker.py --serve, in .venv/). For
 each workload the driver sets both up (first-call / compile seconds are kept), picks a step count
 per side so that one run takes about --round-seconds, then runs them in alternation, A B A B ...,
 for --rounds rounds: one worker computes at a time, the others wait idle. The result is the
@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-PEER = ROOT.parent / "shared" / "bench" / "peer_torch.py"
+PEER = ROOT / "bench" / "peer_torch.py"
 TORCH_PYTHON = ROOT / ".torchref" / "bin" / "python"
 WORKLOADS = ("classifier_small", "classifier", "classifier_eval", "dcgan", "frames", "fool")
 # realsys runs these with XLA's default flags: `realsys classify` / `evaluate` / `fool` do not

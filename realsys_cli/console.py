@@ -98,6 +98,14 @@ def error(message: str) -> None:
                  soft_wrap=True)
 
 
+def warning(message: str) -> None:
+    """One yellow line on stderr (none with --quiet): a deprecated option, a doubtful input."""
+    if settings.quiet:
+        return
+    stderr.print(Text.assemble(("warning:", "bold yellow"), " ", message), highlight=False,
+                 soft_wrap=True)
+
+
 class _RichTask(Task):
     def __init__(self, bars: RichProgress, task_id: Any) -> None:
         self._bars, self._id = bars, task_id

@@ -36,6 +36,3 @@ class InputImageError(RealsysError):
 class TrainingDivergedError(RealsysError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
-
-class NotImplementedYetError(RealsysError):
-    """A command whose issue has not landed: it says so instead of pretending."""

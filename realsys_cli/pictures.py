@@ -10,12 +10,23 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 _LABEL_HEIGHT = 14
 _PAD = 2
+
+
+def to_uint8(x: Any, low: float = 0.0, high: float = 1.0) -> Any:
+    """Float pixels in [low, high] -> uint8 [0, 255]: scaled, rounded half to even, clipped.
+
+    [0, 1] (the default) for sigmoid outputs and attack images, low=-1.0 for tanh outputs (G's).
+    Numpy in, numpy out; a jax array in (inside jit too), a jax array out. Anything else (a
+    list) is read as a numpy array."""
+    x = x if hasattr(x, "astype") else np.asarray(x)
+    return ((x - low) * (255.0 / (high - low))).round().clip(0, 255).astype(np.uint8)
 
 
 def to_rgb(images: np.ndarray) -> np.ndarray:

@@ -1,6 +1,6 @@
 """XLA flags that make training faster on CPU, set before jax is first imported.
 
-Measured against the PyTorch peer (../shared/bench/README.md and `make bench`): sending
+Measured against the PyTorch peer (bench/peer_torch.py, `make bench`): sending
 convolutions to Eigen instead of YNNPACK and preferring 512-bit vectors took the AlexNet-style
 training step from about 83 to 114 images/s on a 2-core CPU. They slow pure inference a little,
 so only training commands ask for them; a user's own XLA_FLAGS always win, and

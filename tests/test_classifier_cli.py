@@ -36,14 +36,14 @@ def test_train_json_has_the_promised_fields(trained):
     workdir, result, _ = trained
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    for key in ("dataset", "model", "num_params", "epochs", "steps", "test_accuracy",
-                "test_top5_accuracy", "train_seconds", "train_images_per_second", "workdir"):
+    for key in ("dataset", "model", "num_params", "epochs", "steps", "eval_accuracy",
+                "eval_top5_accuracy", "train_seconds", "train_images_per_second", "workdir"):
         assert key in data
     assert data["model"] == "lenet" and data["num_params"] == 857_738
     assert data["recipe"] == "lenet_digits"  # picked by the dataset; --epochs wins over it
     assert data["steps"] == 32 and data["epochs"] == 4  # exactly 4 epochs: no floor
-    assert 0.0 <= data["test_accuracy"] <= data["test_top5_accuracy"] <= 1.0
-    assert data["test_accuracy"] > 0.2  # 32 steps on 256 digits: well above chance (0.1)
+    assert 0.0 <= data["eval_accuracy"] <= data["eval_top5_accuracy"] <= 1.0
+    assert data["eval_accuracy"] > 0.2  # 32 steps on 256 digits: well above chance (0.1)
     for name in ("curves.png", "confusion.png", "config.json", "metrics.jsonl", "result.json"):
         assert (workdir / name).exists(), name
     lines = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
@@ -53,7 +53,7 @@ def test_train_json_has_the_promised_fields(trained):
 def test_evaluate_reports_per_class_and_confusion(trained, monkeypatch):
     workdir, train_result, root = trained
     monkeypatch.setenv("TFDS_DATA_DIR", str(root / "tfds"))
-    result = _run("evaluate", "--workdir", str(workdir), "--json")
+    result = _run("evaluate", "--classifier", str(workdir), "--json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     confusion = np.array(data["confusion"])
@@ -74,7 +74,7 @@ def test_classify_reads_paths_from_stdin(trained, tmp_path):
         path = tmp_path / f"x{i}.png"
         image.convert(mode).save(path)
         paths.append(str(path))
-    result = _run("classify", "--workdir", str(workdir), "-", "--json", "--top", "3",
+    result = _run("classify", "-C", str(workdir), "-", "--json", "--top", "3",
                   input="\n".join(paths) + "\n")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
@@ -98,16 +98,16 @@ def test_unreadable_image_is_one_line(trained, tmp_path):
     workdir, _, _ = trained
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"not an image at all")
-    _one_line_error(_run("classify", "--workdir", str(workdir), str(bad)), "cannot read image")
+    _one_line_error(_run("classify", "-C", str(workdir), str(bad)), "cannot read image")
 
 
 def test_missing_workdir_is_one_line(tmp_path):
-    _one_line_error(_run("evaluate", "--workdir", str(tmp_path / "nope")), "does not exist")
+    _one_line_error(_run("evaluate", "--classifier", str(tmp_path / "nope")), "does not exist")
 
 
 def test_workdir_without_classifier_is_one_line(tmp_path):
     (tmp_path / "empty").mkdir()
-    _one_line_error(_run("classify", "--workdir", str(tmp_path / "empty"), "x.png"),
+    _one_line_error(_run("classify", "-C", str(tmp_path / "empty"), "x.png"),
                     "no classifier run")
 
 
@@ -158,8 +158,9 @@ def test_grey_model_evaluates_rgb_files(trained, rgb_folder, monkeypatch):
     converted to its luma, which gives back the grey pixels exactly, so every number is equal."""
     workdir, _, root = trained
     monkeypatch.setenv("TFDS_DATA_DIR", str(root / "tfds"))
-    builtin = json.loads(_run("evaluate", "--workdir", str(workdir), "--json").stdout)
-    result = _run("evaluate", "--workdir", str(workdir), "--data-dir", str(rgb_folder), "--json")
+    builtin = json.loads(_run("evaluate", "--classifier", str(workdir), "--json").stdout)
+    result = _run("evaluate", "--classifier", str(workdir), "--data-dir", str(rgb_folder),
+                  "--json")
     assert result.exit_code == 0, result.output  # was: conv_general_dilated ... 3 // 1 != 1
     folder = json.loads(result.stdout)
     assert folder["split"] == "validation" and folder["examples"] == builtin["examples"] == 64
@@ -182,6 +183,21 @@ def test_grey_model_perturbs_rgb_files(trained, rgb_folder, monkeypatch):
     assert all(image[..., 0].tobytes() in originals for image in images)
 
 
+def test_fool_perturb_reads_data_dir(trained, rgb_folder, tmp_path):
+    """fool --data-dir: perturb starts from the folder's images, not the classifier's own."""
+    workdir, _, root = trained
+    out = tmp_path / "perturbed"
+    result = _run("-q", "fool", "-C", str(workdir), "--method", "perturb", "--data-dir",
+                  str(rgb_folder), "--tfds-data-dir", str(root / "tfds"), "-t", "3",
+                  "--attack-steps", "2", "-w", str(out), "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["method"] == "perturb"
+    originals = np.load(out / "images.npz")["originals"]
+    files = {np.asarray(Image.open(p).convert("L")).tobytes()
+             for p in (rgb_folder / "val").glob("*/*.png")}
+    assert len(originals) and all(image[..., 0].tobytes() in files for image in originals)
+
+
 def test_rgb_model_evaluates_grey_images(trained, rgb_folder, monkeypatch, tmp_path):
     """A 3-channel LeNet trained on the RGB files meets the grey built-in digits repeated to 3
     channels: the same numbers as on its own folder's copies of those digits."""
@@ -192,8 +208,8 @@ def test_rgb_model_evaluates_grey_images(trained, rgb_folder, monkeypatch, tmp_p
                   "--epochs", "2", "--batch-size", "32", "--workdir", str(workdir), "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["eval_split"] == "validation"
-    own = json.loads(_run("evaluate", "--workdir", str(workdir), "--json").stdout)
-    result = _run("evaluate", "--workdir", str(workdir), "--dataset", TINY, "--json")
+    own = json.loads(_run("evaluate", "--classifier", str(workdir), "--json").stdout)
+    result = _run("evaluate", "--classifier", str(workdir), "--dataset", TINY, "--json")
     assert result.exit_code == 0, result.output
     grey = json.loads(result.stdout)
     assert (own["split"], grey["split"]) == ("validation", "test")
@@ -202,5 +218,5 @@ def test_rgb_model_evaluates_grey_images(trained, rgb_folder, monkeypatch, tmp_p
     assert np.array_equal(grey["confusion"], own["confusion"])
     image = tmp_path / "grey.png"
     Image.fromarray(np.zeros((28, 28), np.uint8)).save(image)
-    result = _run("classify", "--workdir", str(workdir), str(image), "--json")
+    result = _run("classify", "-C", str(workdir), str(image), "--json")
     assert result.exit_code == 0, result.output

@@ -53,7 +53,7 @@ def test_help_lists_the_commands(runner):
         assert command in result.stdout
     assert "--version" in result.stdout
     no_args = runner.invoke(app, [])
-    assert no_args.exit_code in (0, 2)  # no_args_is_help: the same list
+    assert no_args.exit_code == 2  # no_args_is_help: the same list, as a usage error
     assert all(command in no_args.output for command in COMMANDS)
 
 
@@ -291,3 +291,260 @@ def test_every_command_renders_its_help(runner):
             result = runner.invoke(app, [*path, "--help"])
             assert result.exit_code == 0, (path, result.output[-500:])
             assert "Usage" in result.stdout
+
+
+# ------------------------------------------------------------------------- one grammar
+TRAINERS = ("train-classifier", "train-gan", "predict-frames")
+
+
+def _commands(root=None):
+    """(path, command) for every command of the tree (a new one unless `root`), groups too."""
+    import typer.main
+
+    def walk(command, path):
+        yield path, command
+        for name, sub in getattr(command, "commands", {}).items():
+            yield from walk(sub, [*path, name])
+
+    yield from walk(root or typer.main.get_command(app), ["realsys"])
+
+
+def _options(command):
+    """(long names, short names, hidden) of each option (arguments left out)."""
+    for param in command.params:
+        names = [*param.opts, *param.secondary_opts]
+        if not any(n.startswith("-") for n in names):
+            continue
+        longs = tuple(sorted(n for n in names if n.startswith("--")))
+        shorts = tuple(n for n in names if not n.startswith("--"))
+        yield longs, shorts, getattr(param, "hidden", False)
+
+
+def test_a_short_flag_means_one_option_everywhere():
+    """Every short flag, hidden aliases included, names the same long option in every command,
+    and a long option that has a short flag has the same one wherever it has one."""
+    short_to_long: dict[str, set] = {}
+    long_to_short: dict[tuple, set] = {}
+    for path, command in _commands():
+        for longs, shorts, _ in _options(command):
+            for short in shorts:
+                short_to_long.setdefault(short, set()).add((longs, " ".join(path)))
+                long_to_short.setdefault(longs, set()).add(short)
+    clashes = {s: uses for s, uses in short_to_long.items() if len({u[0] for u in uses}) > 1}
+    assert clashes == {}
+    assert {k: v for k, v in long_to_short.items() if len(v) > 1} == {}
+    assert set(short_to_long) >= {"-w", "-C", "-d", "-m", "-e", "-b", "-n", "-k", "-c", "-s",
+                                  "-o", "-t", "-q", "-v"}
+
+
+def _visible_options(name: str) -> set[str]:
+    command = dict((" ".join(p[1:]), c) for p, c in _commands())[name]
+    return {n for longs, _, hidden in _options(command) if not hidden for n in longs}
+
+
+@pytest.mark.parametrize("name", TRAINERS)
+def test_every_trainer_takes_the_same_options(name, runner):
+    shown = _visible_options(name)
+    assert {"--workdir", "--steps", "--epochs", "--seed", "--config", "--set", "--json",
+            "--print-config", "--batch-size", "--lr", "--tfds-data-dir",
+            "--no-download"} <= shown
+    result = runner.invoke(app, [name, "--help"], env={"COLUMNS": "200"})
+    for option in ("--workdir", "--steps", "--epochs", "--seed", "--config", "--set", "--json",
+                   "--print-config"):
+        assert option in result.stdout, option
+
+
+def test_runs_read_are_named_for_what_they_are():
+    """--workdir/-w is the run a command writes; a run it only reads has the name of its kind."""
+    for name in ("evaluate", "classify", "fool", "fool-defence"):
+        assert "--classifier" in _visible_options(name)
+    assert "--from" in _visible_options("sample")
+    for name in ("evaluate", "classify", "sample"):
+        assert "--workdir" not in _visible_options(name)  # kept, hidden, for one release
+    assert "--out" not in _visible_options("fool") | _visible_options("fool-defence")
+    assert "--attack-steps" in _visible_options("fool")
+    assert "--steps" not in _visible_options("fool")
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["evaluate", "--workdir", "nope"], "use --classifier/-C"),
+        (["classify", "-w", "nope", "x.png"], "use --classifier/-C"),
+        (["sample", "-w", "nope"], "use --from"),
+    ],
+)
+def test_old_spellings_still_work_with_a_warning(runner, args, says):
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1 and result.stdout == ""
+    warning, error = result.stderr.strip().splitlines()
+    assert warning.startswith("warning: --") and "deprecated" in warning and says in warning
+    assert error.startswith("error:") and "nope does not exist" in error
+    quiet = runner.invoke(app, ["-q", *args])
+    assert quiet.exit_code == 1
+    assert _one_line(quiet.stderr).startswith("error:")  # --quiet: errors only
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["evaluate"], "Missing option '--classifier' / '-C'"),
+        (["classify", "x.png"], "Missing option '--classifier' / '-C'"),
+        (["sample", "--score"], "Missing option '--from'"),
+        (["evaluate", "-C", "a", "-w", "b"], "give only --classifier/-C"),
+        (["sample", "--from", "a", "--count", "2", "--num", "3"], "give only --count/-n"),
+        (["fool", "--steps", "5"], "--attack-steps 5"),
+        (["fool", "-C", "a", "-w", "b", "--out", "c"], "give only --workdir/-w"),
+        (["fool", "-m", "evolve"], "No such option"),
+        (["fool-defence", "-k", "2"], "No such option"),
+    ],
+)
+def test_grammar_usage_errors_exit_2(runner, args, says):
+    result = runner.invoke(app, args, env={"COLUMNS": "200"})
+    assert result.exit_code == 2, result.output
+    assert result.stdout == ""
+    assert says in result.stderr, result.stderr
+
+
+# ------------------------------------------------------------------------- --print-config
+def _expected_config(name: str, options: dict):
+    from realsys_cli.config import resolve_config
+
+    if name == "train-classifier":
+        from realsys_cli.classifier.recipes import resolve_train_config
+
+        return resolve_train_config(config_file=None, options=options, set_items=None)
+    if name == "train-gan":
+        from realsys_cli.gan.config import GanConfig as cls
+    elif name == "predict-frames":
+        from realsys_cli.frames.config import FramesConfig as cls
+    else:
+        from realsys_cli.fool.config import FoolConfig as cls
+    return resolve_config(cls, options=options)
+
+
+PRINTED = [
+    ("train-classifier", ["--dataset", "shapes", "--steps", "7", "--epochs", "2", "--seed", "5",
+                          "--bf16", "--set", "label_smoothing=0.1"],
+     {"dataset": "shapes", "max_steps": 7, "num_epochs": 2, "seed": 5, "dtype": "bfloat16",
+      "label_smoothing": 0.1}),
+    ("train-gan", ["--steps", "30", "-e", "2", "--seed", "3", "--lr", "1e-4", "--set",
+                   "width=8", "--judge", "runs/j"],
+     {"max_steps": 30, "num_epochs": 2, "seed": 3, "learning_rate": 1e-4, "width": 8,
+      "judge": "runs/j"}),
+    ("predict-frames", ["--steps", "4", "--epochs", "3", "--set", "hidden_channels=8,16",
+                        "--loss", "bce"],
+     {"max_steps": 4, "num_epochs": 3, "hidden_channels": (8, 16), "loss": "bce"}),
+    ("fool", ["--method", "perturb", "--attack-steps", "9", "-t", "3", "-t", "cat",
+              "--data-dir", "pets"],
+     {"method": "perturb", "pgd_steps": 9, "target_classes": ("3", "cat"), "data_dir": "pets"}),
+]
+
+
+@pytest.mark.parametrize(("name", "args", "options"), PRINTED, ids=[p[0] for p in PRINTED])
+def test_print_config_is_toml_that_config_reads_back(runner, tmp_path, name, args, options):
+    import dataclasses
+    import tomllib
+
+    from realsys_cli.config import config_from_dict
+
+    expected = _expected_config(name, options)
+    result = runner.invoke(app, [name, "--print-config", *args])
+    assert result.exit_code == 0, result.output
+    printed = tomllib.loads(result.stdout)
+    as_toml = {k: list(v) if isinstance(v, tuple) else v
+               for k, v in dataclasses.asdict(expected).items() if v is not None}
+    assert printed == as_toml  # every field but the None ones (TOML has no null)
+    assert config_from_dict(type(expected), printed) == expected
+    assert list(tmp_path.iterdir()) == []  # no workdir, no runs/, no dataset prepared
+    (tmp_path / "printed.toml").write_text(result.stdout)
+    again = runner.invoke(app, [name, "--print-config", "--config", "printed.toml"])
+    assert again.exit_code == 0, again.output
+    reread = tomllib.loads(again.stdout)
+    if name == "train-classifier":  # the recipe field names the file the fields came from
+        assert reread.pop("recipe") == "printed.toml" and printed.pop("recipe") == "alexnet_shapes"
+    assert reread == printed
+    as_json = runner.invoke(app, [name, "--print-config", "--json", *args])
+    assert json.loads(_one_line(as_json.stdout)) == json.loads(json.dumps(
+        dataclasses.asdict(expected)))
+
+
+def test_to_toml_writes_what_tomllib_reads():
+    import tomllib
+
+    from realsys_cli.cli.printing import to_toml
+
+    data = {"plain": "digits/train=100", "quotes": 'a "b" \\ c', "lines": "x\ny\tz\r",
+            "control": "\x01\x7f", "unicode": "żółw 🐢", "int": -3, "big": 10**18,
+            "floats": [0.1, 2e-4, 1e-05, 1e16, -0.0, 3.0], "inf": float("inf"),
+            "yes": True, "empty": [], "names": ("a", "b"), "none": None,
+            "key with space": 1, "table": {"x": 1, "inner": {"y": "z"}}}
+    text = to_toml(data, header="two\nlines")
+    assert text.startswith("# two\n# lines\n")
+    assert "# none = none" in text
+    parsed = tomllib.loads(text)
+    expected = {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()
+                if v is not None}
+    assert parsed == expected
+    assert str(parsed["floats"][3]) == "1e+16" and parsed["floats"][4] == 0.0
+
+
+def test_print_config_of_a_bad_option_is_the_usual_error(runner, tmp_path):
+    result = runner.invoke(app, ["train-gan", "--print-config", "--set", "width=lots"])
+    assert result.exit_code == 1 and result.stdout == ""
+    assert "width must be an integer" in _one_line(result.stderr)
+
+
+# --------------------------------------------------------------------- the README's commands
+def _documented_commands() -> list[list[str]]:
+    """Every `realsys ...` command line in README.md and docs/*.md, as arguments."""
+    import re
+    import shlex
+
+    import typer.main
+
+    root = Path(__file__).parents[1]
+    names = set(typer.main.get_command(app).commands)
+    found = []
+    for path in [root / "README.md", *sorted((root / "docs").glob("*.md"))]:
+        text = path.read_text()
+        spans = re.findall(r"`(realsys [^`]+)`", text)
+        spans += re.findall(r"^[ \t]*(?:[^`\n]*\| )?(realsys [^`\n]+)$", text, re.MULTILINE)
+        for span in spans:
+            line = re.split(r" [|>] | # ", span)[0].strip()
+            args = shlex.split(line)[1:]
+            words = [a for a in args if not a.startswith("-")]
+            if "..." in args or any("<" in a for a in args) or not args:
+                continue
+            if words and words[0] not in names:
+                continue  # prose: "realsys ran at 0.55 of ..."
+            found.append(args)
+    return found
+
+
+def test_the_documented_commands_parse():
+    """Each command line of the docs names options that exist, with valid values, and none of
+    the spellings kept only for the last release's command lines (nothing is run)."""
+    import typer.main
+
+    root = typer.main.get_command(app)
+    ran = []
+
+    def stand_in(command, path):
+        hidden = {p.name: p.default for p in command.params if getattr(p, "hidden", False)}
+
+        def check(**values):
+            used = [k for k, default in hidden.items() if values[k] != default]
+            ran.append((path, used))
+
+        return check
+
+    for path, command in _commands(root):
+        if command.callback is not None and not hasattr(command, "commands"):
+            command.callback = stand_in(command, path)
+    commands = _documented_commands()
+    assert len(commands) > 40
+    for args in commands:
+        ran.clear()
+        root.main(list(args), prog_name="realsys", standalone_mode=False)
+        assert ran == ([] if "--help" in args else [(ran[0][0], [])]), args

@@ -40,7 +40,7 @@ def trained(tmp_path_factory):
     cfg = ClassifierConfig(dataset=TINY, batch_size=32, num_epochs=2, warmup_steps=2,
                            tfds_data_dir=str(root / "tfds"))
     result = train_and_evaluate(cfg, root / "classifier")
-    assert result["test_accuracy"] > 0.3
+    assert result["eval_accuracy"] > 0.3
     return root / "classifier"
 
 
@@ -165,8 +165,8 @@ def test_perturb_stays_in_the_epsilon_ball_and_mostly_succeeds(net, tmp_path):
 # ------------------------------------------------------------------------------------- CLI
 def test_fool_json_schema_and_files(trained, tmp_path):
     out = tmp_path / "out"
-    result = _cli("fool", "-w", str(trained), "--all-classes", "--steps", "40", "--json",
-                  "--out", str(out), "--also-check", str(trained),
+    result = _cli("fool", "-C", str(trained), "--all-classes", "--attack-steps", "40", "--json",
+                  "-w", str(out), "--also-check", str(trained),
                   "--set", "ascent_step_size=0.05")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
@@ -187,11 +187,11 @@ def test_fool_json_schema_and_files(trained, tmp_path):
     assert json.loads((out / "report.json").read_text())["images"] == data["images"]
 
 
-def test_fool_table_and_default_workdir(trained, tmp_path, monkeypatch):
+def test_fool_table_and_default_classifier(trained, tmp_path, monkeypatch):
     runs = tmp_path / "runs"
     runs.mkdir()
     (runs / "train-classifier-tiny").symlink_to(trained, target_is_directory=True)
-    result = _cli("fool", "-t", "3", "--steps", "5", "--out", str(tmp_path / "o"))
+    result = _cli("fool", "-t", "3", "--attack-steps", "5", "-w", str(tmp_path / "o"))
     assert result.exit_code == 0, result.output
     stderr = "".join(result.stderr.split())  # Rich may wrap long paths
     assert "runs/train-classifier-tiny(themostrecentrun)" in stderr, result.stderr
@@ -199,7 +199,7 @@ def test_fool_table_and_default_workdir(trained, tmp_path, monkeypatch):
 
 
 def test_unknown_target_class_is_one_line_listing_the_valid_ones(trained):
-    result = _cli("fool", "-w", str(trained), "--target-class", "giraffe")
+    result = _cli("fool", "-C", str(trained), "--target-class", "giraffe")
     assert result.exit_code == 1 and result.stdout == ""
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "giraffe" in lines[0] and "0 0, 1 1" in lines[0]
@@ -211,7 +211,7 @@ def test_no_classifier_is_a_clear_error(tmp_path):
     assert "realsys train-classifier" in result.stderr and "Traceback" not in result.stderr
     empty = tmp_path / "empty"
     empty.mkdir()
-    result = _cli("fool", "-w", str(empty))
+    result = _cli("fool", "-C", str(empty))
     assert result.exit_code == 1
     line = result.stderr.strip()
     assert len(line.splitlines()) == 1 and "no classifier run" in line
@@ -232,17 +232,44 @@ def test_ctrl_c_saves_what_was_made_and_exits_130(trained, tmp_path, monkeypatch
 
     monkeypatch.setattr(ascent_lib, "make_ascent_step", interrupted_step)
     out = tmp_path / "o"
-    result = _cli("fool", "-w", str(trained), "-t", "1", "--out", str(out), "--json")
+    result = _cli("fool", "-C", str(trained), "-t", "1", "-w", str(out), "--json")
     assert result.exit_code == 130
     report = json.loads((out / "report.json").read_text())
     assert report["interrupted"] is True and len(report["images"]) == 1
 
 
+def test_last_releases_spellings_still_work(trained, tmp_path):
+    """`-w CLASSIFIER --out DIR` and `-w CLASSIFIER` alone: fool's options until this release."""
+    old = _cli("fool", "-w", str(trained), "-t", "2", "--attack-steps", "2", "--out",
+               str(tmp_path / "o"), "--json")
+    assert old.exit_code == 0, old.output
+    assert json.loads(old.stdout)["checkpoint"] == str(trained)
+    assert (tmp_path / "o" / "report.json").is_file()
+    warnings = [line for line in old.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 2
+    assert f"reading {trained} as --classifier/-C" in warnings[0]
+    assert "--out/-o is deprecated" in warnings[1] and "use --workdir/-w" in warnings[1]
+    alone = _cli("fool", "-w", str(trained), "-t", "2", "--attack-steps", "2", "--json")
+    assert alone.exit_code == 0, alone.output
+    written = sorted((tmp_path / "runs").glob("fool-ascent-*"))  # the default workdir
+    assert len(written) == 1 and json.loads(alone.stdout)["out"] == str(written[0])
+    assert not (trained / "report.json").exists()  # the classifier run is only read
+
+
+def test_fool_never_writes_into_a_classifier_run(trained):
+    result = _cli("fool", "-C", str(trained), "-w", str(trained), "-t", "1")
+    assert result.exit_code == 1 and result.stdout == ""
+    line = result.stderr.strip()
+    assert len(line.splitlines()) == 1 and "holds a train-classifier run" in line
+    assert not (trained / "report.json").exists()
+
+
 # --------------------------------------------------------------------------------- defence
+@pytest.mark.slow  # a fooling round and a retraining
 def test_defence_adds_a_fooling_class_and_reports_every_round(trained, tmp_path):
     out = tmp_path / "defence"
-    args = ["fool-defence", "-w", str(trained), "--rounds", "1", "--count", "3", "--json",
-            "--out", str(out), "--set", "ascent_steps=20", "--set", "ascent_step_size=0.05",
+    args = ["fool-defence", "-C", str(trained), "--rounds", "1", "--count", "3", "--json",
+            "-w", str(out), "--set", "ascent_steps=20", "--set", "ascent_step_size=0.05",
             "--set", "fooling_fraction=0.5"]
     result = _cli(*args)
     assert result.exit_code == 0, result.output
@@ -254,9 +281,9 @@ def test_defence_adds_a_fooling_class_and_reports_every_round(trained, tmp_path)
     assert second["median_fooling_probability"] is not None
     assert first["previous_images_called_fooling"] is None
     assert 0.0 <= second["previous_images_called_fooling"] <= 1.0
-    assert 0.0 <= second["test_accuracy"] <= 1.0
+    assert 0.0 <= second["eval_accuracy"] <= 1.0
     retrained = load_frozen(out / "round1" / "classifier")
     assert retrained.class_names[-1] == "fooling" and retrained.num_classes == 11
-    # rerunning the same --out reuses the finished rounds
+    # rerunning the same --workdir reuses the finished rounds
     again = json.loads(_cli(*args).stdout)
     assert again["median_confidence_per_round"] == data["median_confidence_per_round"]

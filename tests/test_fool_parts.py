@@ -132,6 +132,14 @@ def test_cppn_starts_with_inputs_wired_to_outputs_and_no_hidden_nodes():
     sizes = CppnEncoding.size_of(g)
     np.testing.assert_array_equal(sizes["nodes"], [0, 0, 0])
     np.testing.assert_array_equal(sizes["connections"], [N_INPUTS * 1] * 3)
+    # With no hidden node a pixel is (tanh(w . (x, y, d, 1)) + 1) / 2, by hand:
+    w = np.asarray(g["w"])[:, :N_INPUTS, 5]  # (3, 4): inputs -> the one output (after 5 hidden)
+    axis = np.linspace(-1, 1, 8)
+    y, x = np.meshgrid(axis, axis, indexing="ij")
+    inputs = np.stack([x, y, np.hypot(x, y), np.ones_like(x)], axis=-1)  # (8, 8, 4)
+    expected = (np.tanh(inputs @ w.T) + 1) / 2  # (8, 8, 3 genomes)
+    np.testing.assert_allclose(np.asarray(enc.render(g)), expected.transpose(2, 0, 1)[..., None],
+                               rtol=1e-5, atol=1e-6)
 
 
 def test_cppn_grows_and_stays_feed_forward(grown):
@@ -147,7 +155,7 @@ def test_cppn_grows_and_stays_feed_forward(grown):
         s, t = np.nonzero(g["on"][i])
         assert np.all(src[s] < tgt[t]), "an enabled connection goes backwards or to a missing node"
         assert np.all(g["fn"][i][g["hidden"][i]] < 4)
-    assert h == 8
+    assert h == 8 and g["w"].shape == (16, N_INPUTS + h, h + 3)  # capacity unchanged by growth
 
 
 def test_cppn_renders_deterministically_at_any_resolution(grown):
@@ -155,7 +163,8 @@ def test_cppn_renders_deterministically_at_any_resolution(grown):
     render = jax.jit(enc.render, static_argnums=1)
     a = np.asarray(render(g, 12))
     np.testing.assert_array_equal(a, np.asarray(render(g, 12)))  # same genome, same image
-    assert a.shape == (16, 12, 12, 3) and a.min() >= 0.0 and a.max() <= 1.0
+    assert a.shape == (16, 12, 12, 3)
+    assert len({image.tobytes() for image in a}) == 16  # 16 genomes, 16 different images
     big = np.asarray(render(g, 23))  # 2 * 12 - 1: every other pixel is a 12 px pixel
     assert big.shape == (16, 23, 23, 3)
     np.testing.assert_allclose(big[:, ::2, ::2], a, atol=1e-4)

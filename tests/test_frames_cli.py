@@ -104,6 +104,8 @@ def test_movie_refuses_training_options(trained):
     workdir, _, _ = trained
     _one_line_error(_run("predict-frames", "--workdir", str(workdir), "--rollout", "5",
                          "--steps", "3"), "--steps only apply to training")
+    _one_line_error(_run("predict-frames", "--workdir", str(workdir), "--rollout", "5",
+                         "--print-config"), "--print-config only apply to training")
     _one_line_error(_run("predict-frames", "--workdir", str(workdir), "--out", "m.gif"),
                     "add --rollout")
 

@@ -7,11 +7,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from realsys_cli.models import count_params
 from realsys_cli.models.convlstm import (
-    BenchConvLSTM,
     ConvLSTMCell,
     ConvLSTMPredictor,
-    count_params,
     patch,
     unpatch,
 )
@@ -20,14 +19,6 @@ from realsys_cli.models.convlstm import (
 def _tiny(**kw) -> ConvLSTMPredictor:
     options = dict(channels=1, hidden=(8, 8), kernel=3, patch_size=4, rngs=nnx.Rngs(0))
     return ConvLSTMPredictor(**{**options, **kw})
-
-
-def test_bench_model_matches_the_pytorch_reference_parameter_count():
-    model = BenchConvLSTM(rngs=nnx.Rngs(0))
-    # cell (1 + 64) * 4*64 * 3*3 + 4*64 = 150,016; head 64 * 3*3 + 1 = 577
-    assert count_params(model) == 150_593
-    out = nnx.jit(lambda m, x: m(x))(model, jnp.zeros((2, 10, 64, 64, 1)))
-    assert out.shape == (2, 64, 64, 1)
 
 
 def test_predictor_parameter_count_by_hand():
@@ -52,13 +43,23 @@ def test_patch_is_space_to_depth_and_unpatch_inverts_it():
     np.testing.assert_array_equal(unpatch(p, 4), x)
 
 
-def test_forecast_shapes_and_range():
+def test_forecast_shapes_and_independence_of_horizon_and_batch():
     model = _tiny()
     observed = jax.random.uniform(jax.random.key(0), (3, 5, 16, 16, 1))
-    logits = nnx.jit(lambda m, x: m(x, horizon=7))(model, observed)
-    assert logits.shape == (3, 7, 16, 16, 1)
-    probs = jax.nn.sigmoid(logits)
-    assert bool(jnp.all((probs >= 0) & (probs <= 1))) and bool(jnp.all(jnp.isfinite(logits)))
+
+    @nnx.jit
+    def forecasts(m, x):
+        return m(x, horizon=7), m(x, horizon=3), m(x[1:2], horizon=7)
+
+    logits, shorter, alone = forecasts(model, observed)
+    assert logits.shape == (3, 7, 16, 16, 1) and logits.dtype == jnp.float32
+    assert shorter.shape == (3, 3, 16, 16, 1)
+    # A shorter rollout is the start of the longer one (frame k never waits for frame k+1) ...
+    np.testing.assert_allclose(np.asarray(shorter), np.asarray(logits[:, :3]), rtol=1e-5,
+                               atol=1e-5)
+    # ... and a clip's forecast does not depend on the other clips of its batch.
+    np.testing.assert_allclose(np.asarray(alone[0]), np.asarray(logits[1]), rtol=1e-5, atol=1e-5)
+    assert np.abs(np.asarray(logits[0]) - np.asarray(logits[1])).max() > 1e-4  # not constant
 
 
 def test_future_frames_never_move_earlier_predictions():

@@ -3,11 +3,13 @@ interrupted run resumes exactly, and the library errors are clear."""
 
 from __future__ import annotations
 
-import signal
-
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
+from interrupt import interrupt_at_step
+from trees import assert_trees_close, assert_trees_equal
 
 from realsys_cli.errors import CheckpointError, ConfigError, DatasetError
 from realsys_cli.frames import setup
@@ -66,15 +68,39 @@ def test_reconstruction_losses_by_hand():
     assert float(_steps(_cfg(loss="bce"))[0]._reconstruction(logits, truth)) == pytest.approx(bce)
 
 
+def _discriminator_by_hand(steps, state, clips: np.ndarray) -> dict[str, float]:
+    """Step 0's discriminator metrics recomputed from the two nets: each future frame judged
+    beside the last observed one, real frames and the predictor's (sigmoid) frames, before
+    the discriminator's update."""
+
+    @jax.jit
+    def by_hand(state):
+        video = jnp.asarray(clips, jnp.float32) / 255.0  # (B, 8, 64, 64, 1)
+        observed, truth = video[:, :3], video[:, 3:5]
+        model = nnx.merge(steps.graphdef, state["params"], state["rest"])
+        fake = jax.nn.sigmoid(model(observed, 2))  # (B, 2, 64, 64, 1)
+        d = nnx.merge(steps.d_graphdef, state["d_params"], state["d_rest"])
+        condition = jnp.repeat(observed[:, -1:], 2, axis=1).reshape(-1, 64, 64, 1)
+        real_logits = d(condition, truth.reshape(-1, 64, 64, 1))
+        fake_logits = d(condition, fake.reshape(-1, 64, 64, 1))
+        return {"d_real": jnp.mean(jax.nn.sigmoid(real_logits)),
+                "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits)),
+                "d_loss": jnp.mean(-jax.nn.log_sigmoid(real_logits))
+                + jnp.mean(-jax.nn.log_sigmoid(-fake_logits))}
+
+    return {k: float(v) for k, v in by_hand(state).items()}
+
+
 def test_adversarial_step_updates_both_networks():
     steps, state = _steps(_cfg(adversarial=True))
     assert steps.adversarial
     d_before = [np.asarray(x) for x in jax.tree.leaves(state["d_params"])]
+    expected = _discriminator_by_hand(steps, state, _clips())  # before the step donates it
     state, metrics = steps.make_train_step()(state, {"video": _clips()})
     for key in ("loss", "reconstruction", "observed_loss", "g_adversarial", "gdl", "d_loss",
                 "d_real", "d_fake"):
         assert np.isfinite(float(metrics[key])), key
-    assert 0 < float(metrics["d_real"]) < 1 and 0 < float(metrics["d_fake"]) < 1
+    assert {k: float(metrics[k]) for k in expected} == pytest.approx(expected, rel=1e-5)
     # d_loss = BCE(real, 1) + BCE(fake, 0) starts near 2 log 2 for an untrained discriminator
     assert float(metrics["d_loss"]) == pytest.approx(2 * np.log(2), abs=0.3)
     # loss = 1 * reconstruction + 0.05 * adversarial + 1 * gdl (Mathieu et al.'s weights)
@@ -95,54 +121,26 @@ def test_scheduled_sampling_feeds_truth_early_and_predictions_late():
     assert _steps(_cfg())[0]._teacher(key, jax.numpy.int32(0), 4) is None
 
 
-def _params(workdir) -> list[np.ndarray]:
-    state = load_trained(workdir, best=False).state
-    return [np.asarray(x) for x in jax.tree.leaves((state["params"], state["opt"]))]
+def _final_state(workdir) -> dict:
+    """The latest checkpoint's whole state (the predictor's weights and Adam state, with
+    --adversarial the discriminator's, the step and the key), loaded as --rollout does."""
+    return load_trained(workdir, best=False).state
 
 
-def test_adversarial_run_loads_with_its_trained_discriminator(tmp_path):
-    cfg = _cfg(adversarial=True, num_epochs=1)
-    train_and_evaluate(cfg, tmp_path / "w")
-    loaded = load_trained(tmp_path / "w", best=False).state
-    _, fresh = _steps(cfg)
-    assert jax.tree.structure(loaded) == jax.tree.structure(fresh)
-    trained_d = [np.asarray(x) for x in jax.tree.leaves(loaded["d_params"])]
-    initial_d = [np.asarray(x) for x in jax.tree.leaves(fresh["d_params"])]
-    assert all(np.isfinite(x).all() for x in trained_d)
-    assert any(not np.array_equal(a, b) for a, b in zip(trained_d, initial_d, strict=True))
-
-
-def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path, monkeypatch):
+def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path):
     cfg = _cfg()
     straight = train_and_evaluate(cfg, tmp_path / "straight")
     assert straight["steps"] == 8 and straight["epochs"] == 2
     assert len(straight["mse_per_frame"]) == 2
 
-    real_make = FramesSteps.make_train_step
-
-    def interrupting(self):
-        step = real_make(self)
-        calls = {"n": 0}
-
-        def wrapped(state, batch):
-            calls["n"] += 1
-            if calls["n"] == 3:  # Ctrl-C arrives while step 3 runs
-                signal.raise_signal(signal.SIGINT)
-            return step(state, batch)
-
-        return wrapped
-
-    monkeypatch.setattr(FramesSteps, "make_train_step", interrupting)
-    with pytest.raises(KeyboardInterrupt):
+    with interrupt_at_step(FramesSteps, 3):  # Ctrl-C arrives while step 3 runs
         train_and_evaluate(cfg, tmp_path / "resumed")
     status = read_status(tmp_path / "resumed")
     assert (status["status"], status["step"], status["total_steps"]) == ("interrupted", 3, 8)
-    monkeypatch.setattr(FramesSteps, "make_train_step", real_make)
     resumed = train_and_evaluate(cfg, tmp_path / "resumed")
     assert read_status(tmp_path / "resumed")["status"] == "finished"
     assert resumed["resumed_from_step"] == 3 and resumed["steps"] == 8
-    for a, b in zip(_params(tmp_path / "straight"), _params(tmp_path / "resumed")):
-        np.testing.assert_array_equal(a, b)
+    assert_trees_equal(_final_state(tmp_path / "straight"), _final_state(tmp_path / "resumed"))
     assert resumed["mse_per_frame"] == straight["mse_per_frame"]
     # metrics.jsonl: every step logged once (3: flushed at Ctrl-C, where the checkpoint is)
     logged = [r["step"] for r in MetricsLog(tmp_path / "resumed").read() if "loss" in r]
@@ -150,6 +148,68 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path, monkeypatch)
 
     with pytest.raises(CheckpointError, match="another config.*hidden_channels"):
         train_and_evaluate(_cfg(hidden_channels=(4,)), tmp_path / "resumed")
+
+
+def test_resume_is_exact_with_scheduled_sampling_and_adversarial(tmp_path):
+    """Scheduled sampling (truth fed with probability 1 -> 0 over 6 of the 8 steps: at step 3
+    half of the future frames come from the truth, drawn from the state's key and step) and
+    --adversarial (the discriminator's weights and Adam state in the checkpoint): Ctrl-C at step
+    3, resumed, ends in the uninterrupted run's state, leaf for leaf."""
+    cfg = _cfg(adversarial=True, scheduled_sampling_steps=6)
+    straight = train_and_evaluate(cfg, tmp_path / "straight")
+    with interrupt_at_step(FramesSteps, 3):
+        train_and_evaluate(cfg, tmp_path / "resumed")
+    resumed = train_and_evaluate(cfg, tmp_path / "resumed")
+    assert resumed["resumed_from_step"] == 3 and resumed["steps"] == 8
+    a, b = _final_state(tmp_path / "straight"), _final_state(tmp_path / "resumed")
+    _, fresh = _steps(cfg)
+    assert jax.tree.structure(a) == jax.tree.structure(fresh)  # the discriminator included
+    assert_trees_equal(a, b)
+    trained_d, initial_d = jax.tree.leaves(a["d_params"]), jax.tree.leaves(fresh["d_params"])
+    assert all(not np.array_equal(x, y) for x, y in zip(trained_d, initial_d, strict=True))
+    assert resumed["mse_per_frame"] == straight["mse_per_frame"]
+
+    def logged(workdir, step: int) -> tuple[float, float]:
+        (record,) = [r for r in MetricsLog(workdir).read() if r["step"] == step and "loss" in r]
+        return record["loss"], record["d_loss"]
+
+    # Steps 5-6 and 7-8, logged after the resume, are the uninterrupted run's.
+    for step in (6, 8):
+        assert logged(tmp_path / "resumed", step) == logged(tmp_path / "straight", step)
+
+
+def test_scheduled_sampling_changes_the_step_while_truth_is_fed():
+    """At step 0 of a 10-step schedule every future frame the forecaster gets is the true one:
+    the same weights and batch then give another loss than the free-running step."""
+    clips = {"video": _clips()}
+    losses = {}
+    for ss in (0, 10):
+        steps, state = _steps(_cfg(scheduled_sampling_steps=ss))
+        losses[ss] = float(steps.make_train_step()(state, clips)[1]["loss"])
+    assert losses[10] != pytest.approx(losses[0], rel=1e-4)
+
+
+def test_step_sharded_over_4_devices_equals_one_device():
+    """The frames step, data parallel (batch of 8 clips over 4 devices, state replicated), with
+    every term on: the observed-frames loss, scheduled sampling, the discriminator. The new
+    state is the one-device step's within float tolerance (no BatchNorm in either net: the
+    losses are means over the global batch, so the gradients are all-reduced)."""
+    from realsys_cli.training import distributed
+
+    assert jax.device_count() == 4
+    cfg = _cfg(adversarial=True, scheduled_sampling_steps=10)
+    clips = _clips()
+    steps, state = _steps(cfg)
+    one, one_metrics = steps.make_train_step()(jax.device_put(state, jax.devices()[0]),
+                                               {"video": clips})
+    steps, state = _steps(cfg)  # afresh: the step donates its input
+    mesh = distributed.data_mesh()
+    batch = distributed.shard_batch({"video": clips}, mesh)
+    assert len(batch["video"].sharding.device_set) == 4
+    four, four_metrics = steps.make_train_step()(distributed.replicate(state, mesh), batch)
+    assert_trees_close(one, four, rtol=2e-5, atol=1e-7)
+    assert {k: float(v) for k, v in four_metrics.items()} == pytest.approx(
+        {k: float(v) for k, v in one_metrics.items()}, rel=1e-5)
 
 
 def test_clips_too_short_and_image_data_are_clear(tmp_path):
@@ -168,9 +228,14 @@ def test_scored_on_the_real_moving_mnist_file(served, tmp_path):
     downloaded from the mirror, prepared, and scores the model trained on moving-digits."""
     from mirror import write_moving_mnist, write_sums
 
-    write_moving_mnist(served.root, clips=6)
+    seq = write_moving_mnist(served.root, clips=6)  # uint8 (20, 6, 64, 64), time first
     write_sums(served.root)
     result = train_and_evaluate(_cfg(num_epochs=1, eval_dataset="moving_mnist"), tmp_path / "w")
     assert result["eval_dataset"] == "moving_mnist"
     assert result["eval_split"] == "test" and result["eval_sequences"] == 6
     assert np.isfinite(result["mse_per_frame"]).all() and len(result["mse_per_frame"]) == 2
+    # The clips scored are that file's: the copy-last baseline (frame 2 repeated as frames 3
+    # and 4), per-frame squared error summed over the 64x64 pixels, averaged over the 6 clips.
+    frames = seq.astype(np.float64) / 255.0
+    copy_last = [((frames[3 + t] - frames[2]) ** 2).sum(axis=(1, 2)).mean() for t in (0, 1)]
+    assert result["baseline_copy_last_mse_per_frame"] == pytest.approx(copy_last, abs=1e-3)

@@ -10,12 +10,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
+from trees import assert_trees_close
 
 from realsys_cli.errors import ConfigError
 from realsys_cli.gan import fid
 from realsys_cli.gan.config import GanConfig
-from realsys_cli.gan.steps import adam, build, discriminator_loss, generator_loss, to_uint8
-from realsys_cli.models.dcgan import Discriminator, Generator, conv_transpose, count
+from realsys_cli.gan.steps import adam, build, discriminator_loss, generator_loss
+from realsys_cli.models import count_params
+from realsys_cli.models.dcgan import Discriminator, Generator, conv_transpose
+from realsys_cli.pictures import to_uint8
 
 
 @pytest.mark.parametrize("size,channels", [(28, 1), (32, 3), (64, 3), (64, 1)])
@@ -30,12 +33,27 @@ def test_output_shapes_for_every_supported_size(size, channels):
         return images, d(images, train=True)
 
     images, logits = forward(g, d, jnp.linspace(-1, 1, 30).reshape(3, 10))
-    assert images.shape == (3, size, size, channels)
-    assert 0 < float(jnp.max(jnp.abs(images))) <= 1.0  # tanh output
+    assert images.shape == (3, size, size, channels) and images.dtype == jnp.float32
     assert logits.shape == (3,) and logits.dtype == jnp.float32
     # N(0, 0.02) init (the paper's): the largest kernel's std, to within sampling error.
     kernel = np.asarray(d.downs[-1].kernel[...] if len(d.downs) else g.project.kernel[...])
     assert abs(kernel.std() - 0.02) < 2e-3 and abs(kernel.mean()) < 2e-3
+
+
+def test_training_mode_uses_the_batch_and_sampling_the_running_averages():
+    """train=True normalises with the batch's statistics: an image depends on its batch-mates.
+    train=False uses the running averages: a sample is the same alone or in a batch."""
+    g = Generator(latent_dim=10, image_size=28, channels=1, width=4, rngs=nnx.Rngs(params=0))
+
+    @nnx.jit
+    def forward(g, z):
+        return g(z, train=True), g(z[:1], train=True), g(z, train=False), g(z[:1], train=False)
+
+    batch_train, alone_train, batch_eval, alone_eval = forward(
+        g, jnp.linspace(-1, 1, 30).reshape(3, 10))
+    assert np.abs(np.asarray(alone_train[0]) - np.asarray(batch_train[0])).max() > 1e-3
+    np.testing.assert_allclose(np.asarray(alone_eval[0]), np.asarray(batch_eval[0]), rtol=1e-5,
+                               atol=1e-6)
 
 
 def test_unsupported_size_is_a_config_error():
@@ -49,8 +67,8 @@ def test_64px_nets_have_the_bench_parameter_counts():
                                          rngs=nnx.Rngs(0)))
     d = nnx.eval_shape(lambda: Discriminator(image_size=64, channels=3, width=64,
                                              rngs=nnx.Rngs(0)))
-    assert count(g) == 3_576_704
-    assert count(d) == 2_765_568
+    assert count_params(g) == 3_576_704
+    assert count_params(d) == 2_765_568
     assert g.ups[0].kernel.shape == (4, 4, 256, 512)  # 8x8x512 -> 16x16x256
 
 
@@ -192,8 +210,33 @@ def test_g_learning_rate_moves_only_g_faster():
 
 
 def test_to_uint8_maps_the_tanh_range():
-    out = np.asarray(to_uint8(jnp.array([-1.0, 0.0, 1.0, 2.0, -3.0])))
+    out = np.asarray(to_uint8(jnp.array([-1.0, 0.0, 1.0, 2.0, -3.0]), low=-1.0))
     assert out.tolist() == [0, 128, 255, 255, 0]
+
+
+def _metrics_by_hand(steps, state, images: np.ndarray) -> dict[str, float]:
+    """Step 0's metrics recomputed from the nets themselves: z from the state's key folded
+    with the step, G(z) and D on the real and the generated batch, each with its own batch
+    statistics, before any update."""
+
+    @jax.jit
+    def by_hand(state):
+        z = steps.sample_z(jax.random.fold_in(state["key"], state["step"]), images.shape[0])
+        fake = nnx.merge(steps.g_graphdef, state["g_params"], state["g_rest"])(z, train=True)
+        d = nnx.merge(steps.d_graphdef, state["d_params"], state["d_rest"])
+        real = jnp.asarray(images, jnp.float32) / 127.5 - 1.0
+        real_logits, fake_logits = d(real, train=True), d(fake, train=True)
+
+        def spread(x):  # the per-pixel std over the batch, averaged
+            return jnp.mean(jnp.std(x, axis=0))
+
+        return {"d_real": jnp.mean(jax.nn.sigmoid(real_logits)),
+                "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits)),
+                "d_loss": jnp.mean(-jax.nn.log_sigmoid(real_logits))
+                + jnp.mean(-jax.nn.log_sigmoid(-fake_logits)),
+                "spread": spread(fake) / spread(real)}
+
+    return {k: float(v) for k, v in by_hand(state).items()}
 
 
 def test_one_step_changes_both_nets_and_stays_finite():
@@ -201,6 +244,7 @@ def test_one_step_changes_both_nets_and_stays_finite():
     steps, state = build(cfg, image_size=28, channels=1)
     before = {k: jax.tree.map(np.asarray, state[k]) for k in ("g_params", "d_params", "g_rest")}
     images = np.random.default_rng(0).integers(0, 256, (8, 28, 28, 1), np.uint8)
+    expected = _metrics_by_hand(steps, state, images)  # before the step donates the state
     new, metrics = steps.make_train_step()(state, {"image": jnp.asarray(images)})
     for key in ("g_params", "d_params"):
         old_leaves, new_leaves = jax.tree.leaves(before[key]), jax.tree.leaves(new[key])
@@ -217,9 +261,59 @@ def test_one_step_changes_both_nets_and_stays_finite():
         np.testing.assert_allclose(avg, 0.1 * old + 0.9 * np.asarray(now), rtol=1e-5, atol=1e-7)
     values = {k: float(v) for k, v in metrics.items()}
     assert all(math.isfinite(v) for v in values.values())
-    assert 0 < values["d_real"] < 1 and 0 < values["d_fake"] < 1 and values["spread"] > 0
+    # D(x) and D(G(z)) are D's mean outputs before its update, on this step's real and
+    # generated batches; spread is the generated batch's per-pixel spread over the real one's.
+    assert {k: values[k] for k in expected} == pytest.approx(expected, rel=1e-5)
     # D's loss is BCE(real, 1) + BCE(fake, 0): near 2 ln 2 for an untrained D.
     assert values["d_loss"] == pytest.approx(2 * math.log(2), abs=0.3)
+
+
+def test_step_sharded_over_4_devices_equals_one_device_batchnorm_included():
+    """The GAN's step, data parallel: the batch sharded over 4 devices, the state replicated,
+    gives the one-device step's whole new state (both nets, both Adam states, BatchNorm
+    statistics) within float tolerance.
+
+    What "batch" means for BatchNorm across devices: the GLOBAL batch. The step is written for
+    one batch and jitted; with the batch's rows spread over the "data" mesh axis, XLA computes
+    every BatchNorm mean and variance over all B rows on all devices (an all-reduce), not over
+    each device's B / 4. G normalises over the B generated images; D over the B real images,
+    and separately over the B generated ones. The shards below are made to differ (dark rows on
+    the first device, bright on the last), so statistics per device would not pass; G's first
+    BatchNorm is also checked by hand against the global batch."""
+    from realsys_cli.training import distributed
+
+    assert jax.device_count() == 4
+    cfg = GanConfig(latent_dim=8, width=4)
+    rows = np.random.default_rng(0).integers(0, 64, (8, 28, 28, 1))
+    images = (rows + 64 * (np.arange(8) // 2)[:, None, None, None]).astype(np.uint8)
+
+    steps, state = build(cfg, image_size=28, channels=1)
+    # By hand: G's first BatchNorm sees project(z) = z @ kernel, (B, 7, 7, 8); after one step in
+    # training mode its running mean is 0.9 * 0 + 0.1 * the batch mean and its running variance
+    # 0.9 * 1 + 0.1 * the (biased) batch variance, over the B x 7 x 7 positions.
+    z = np.asarray(steps.sample_z(jax.random.fold_in(state["key"], 0), 8))
+    kernel = np.asarray(state["g_params"]["project"]["kernel"][...])  # (nz, 7, 7, 8)
+    projected = np.einsum("bz,zhwc->bhwc", z, kernel)
+    one, one_metrics = steps.make_train_step()(jax.device_put(state, jax.devices()[0]),
+                                               {"image": images})
+
+    steps, state = build(cfg, image_size=28, channels=1)  # afresh: the step donates its input
+    mesh = distributed.data_mesh()
+    batch = distributed.shard_batch({"image": images}, mesh)
+    assert len(batch["image"].sharding.device_set) == 4
+    four, four_metrics = steps.make_train_step()(distributed.replicate(state, mesh), batch)
+
+    assert_trees_close(one, four, rtol=1e-5, atol=1e-7)
+    assert {k: float(v) for k, v in four_metrics.items()} == pytest.approx(
+        {k: float(v) for k, v in one_metrics.items()}, rel=1e-5)
+    norm = four["g_rest"]["norms"][0]
+    np.testing.assert_allclose(np.asarray(norm["mean"][...]), 0.1 * projected.mean((0, 1, 2)),
+                               rtol=1e-4, atol=1e-9)
+    batch_var = (np.asarray(norm["var"][...]) - 0.9) / 0.1
+    np.testing.assert_allclose(batch_var, projected.var((0, 1, 2)), rtol=1e-3)
+    # ... and not the mean of the 4 devices' own variances, which this check tells apart:
+    per_device = projected.reshape(4, 2, 7, 7, 8).var((1, 2, 3)).mean(0)
+    assert np.abs(batch_var / per_device - 1).max() > 1e-2
 
 
 def test_fid_of_a_set_against_itself_is_zero_and_grows_with_a_shift():

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import signal
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from interrupt import interrupt_at_step
+from trees import assert_trees_close, assert_trees_equal
 
 from realsys_cli.classifier.augment import PixelStats
 from realsys_cli.classifier.config import ClassifierConfig
@@ -33,10 +33,6 @@ def _setup(batch: int = 8, **overrides):
     return steps, state, batch_
 
 
-def _leaves(state) -> list[np.ndarray]:
-    return [np.asarray(x) for x in jax.tree.leaves(state["params"])]
-
-
 def test_loss_falls_on_a_fixed_batch_and_stays_finite():
     steps, state, batch = _setup()
     step = steps.make_train_step()
@@ -59,8 +55,8 @@ def test_step_sharded_over_4_devices_equals_one_device():
     sharded_batch = distributed.shard_batch(batch, mesh)
     assert len(sharded_batch["image"].sharding.device_set) == 4
     four = steps.make_train_step()(distributed.replicate(state, mesh), sharded_batch)[0]
-    for a, b in zip(_leaves(one), _leaves(four)):
-        np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6)
+    # The whole state: params, optimizer moments, the step and the key (LeNet has no BatchNorm).
+    assert_trees_close(one, four, rtol=2e-5, atol=2e-6)
 
 
 def test_plateau_divides_by_ten_after_patience_at_most_three_times():
@@ -87,41 +83,66 @@ def _cfg(**overrides) -> ClassifierConfig:
     return ClassifierConfig(**{**base, **overrides})
 
 
-def _final_params(workdir) -> list[np.ndarray]:
+def _final_state(workdir) -> dict:
+    """The latest checkpoint's whole state (params, BatchNorm/dropout state, optimizer with its
+    plateau factor, step, key), loaded as `evaluate` does."""
     from realsys_cli.classifier.evaluate import load_trained
 
-    return _leaves(load_trained(workdir, best=False).state)
+    return load_trained(workdir, best=False).state
 
 
-def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path, monkeypatch):
+def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path):
     cfg = _cfg()
     straight = train_and_evaluate(cfg, tmp_path / "straight")
     assert straight["steps"] == 16
 
-    real_make = ClassifierSteps.make_train_step
-
-    def interrupting(self):
-        step = real_make(self)
-        calls = {"n": 0}
-
-        def wrapped(state, batch):
-            calls["n"] += 1
-            if calls["n"] == 5:  # Ctrl-C arrives while step 5 runs
-                signal.raise_signal(signal.SIGINT)
-            return step(state, batch)
-
-        return wrapped
-
-    monkeypatch.setattr(ClassifierSteps, "make_train_step", interrupting)
-    with pytest.raises(KeyboardInterrupt):
+    with interrupt_at_step(ClassifierSteps, 5):  # Ctrl-C arrives while step 5 runs
         train_and_evaluate(cfg, tmp_path / "resumed")
-    monkeypatch.setattr(ClassifierSteps, "make_train_step", real_make)
     resumed = train_and_evaluate(cfg, tmp_path / "resumed")
     assert resumed["resumed_from_step"] == 5
     assert resumed["steps"] == 16
-    for a, b in zip(_final_params(tmp_path / "straight"), _final_params(tmp_path / "resumed")):
-        np.testing.assert_array_equal(a, b)
-    assert resumed["test_accuracy"] == straight["test_accuracy"]
+    assert_trees_equal(_final_state(tmp_path / "straight"), _final_state(tmp_path / "resumed"))
+    assert resumed["eval_accuracy"] == straight["eval_accuracy"]
+
+
+def test_plateau_schedule_resumes_exactly_after_a_cut(tmp_path):
+    """schedule=plateau, patience 1: a learning rate too small to change any prediction keeps
+    the validation accuracy flat, so the rate is divided by 10 at the end of epochs 2 and 3.
+    Ctrl-C in epoch 3 (step 19, after the first cut): the resumed run must carry both the
+    factor in the optimizer state and the plateau's memory (best accuracy, epochs without
+    progress) to cut again at the end of epoch 3; a run that forgot the latter would take
+    epoch 3's accuracy as a new best and stop at x0.1."""
+    from realsys_cli.training.checkpoint import Checkpointer
+
+    cfg = _cfg(num_epochs=3, schedule="plateau", plateau_patience_epochs=1, learning_rate=1e-6,
+               warmup_steps=0)
+    straight = train_and_evaluate(cfg, tmp_path / "straight")
+    with interrupt_at_step(ClassifierSteps, 19):
+        train_and_evaluate(cfg, tmp_path / "resumed")
+    interrupted = Checkpointer(tmp_path / "resumed").read_meta()
+    assert interrupted["step"] == 19
+    assert interrupted["plateau"]["factor"] == pytest.approx(0.1)  # cut once, at step 16
+    assert interrupted["plateau"]["reductions"] == 1
+    resumed = train_and_evaluate(cfg, tmp_path / "resumed")
+    assert resumed["resumed_from_step"] == 19 and resumed["steps"] == straight["steps"] == 24
+
+    a, b = _final_state(tmp_path / "straight"), _final_state(tmp_path / "resumed")
+    assert_trees_equal(a, b)
+    assert float(optim.lr_factor(a["opt"])) == pytest.approx(0.01)  # two cuts: 1 -> 0.1 -> 0.01
+    metas = [Checkpointer(tmp_path / w).read_meta() for w in ("straight", "resumed")]
+    assert metas[0]["plateau"] == metas[1]["plateau"]
+    assert metas[1]["plateau"]["reductions"] == 2
+    assert resumed["eval_accuracy"] == straight["eval_accuracy"]
+    # The logged rate shows both cuts at the same steps in both runs (constant schedule x factor).
+    from realsys_cli.training.metrics import MetricsLog
+
+    def rates(workdir) -> dict[int, float]:
+        return {r["step"]: r["lr"] for r in MetricsLog(workdir).read() if "lr" in r}
+
+    straight_lr, resumed_lr = rates(tmp_path / "straight"), rates(tmp_path / "resumed")
+    assert set(resumed_lr) == set(straight_lr) | {19}  # 19: flushed at Ctrl-C
+    assert {k: resumed_lr[k] for k in straight_lr} == pytest.approx(straight_lr)
+    assert [straight_lr[k] for k in (16, 18, 24)] == pytest.approx([1e-6, 1e-7, 1e-7])
 
 
 def test_resume_with_another_model_is_refused(tmp_path):
@@ -148,6 +169,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_processes_train_together_and_agree(tmp_path):
     """Two local processes under jax.distributed (gloo on CPU), one device each."""
     import json
@@ -174,8 +196,8 @@ def test_two_processes_train_together_and_agree(tmp_path):
     results = [json.loads(out) for out, _ in outputs]  # stdout is exactly one JSON object
     assert [r["processes"] for r in results] == [2, 2]
     assert [r["devices"] for r in results] == [2, 2]
-    assert results[0]["test_loss"] == results[1]["test_loss"]
-    assert results[0]["test_accuracy"] == results[1]["test_accuracy"]
+    assert results[0]["eval_loss"] == results[1]["eval_loss"]
+    assert results[0]["eval_accuracy"] == results[1]["eval_accuracy"]
     assert results[0]["steps"] == 8  # 256 examples / global batch 32
 
 

@@ -22,13 +22,12 @@ from realsys_cli.classifier.augment import PixelStats
 from realsys_cli.classifier.config import ClassifierConfig
 from realsys_cli.classifier.setup import DataFacts, make_model, make_steps
 from realsys_cli.classifier.steps import ClassifierSteps, init_state
-from realsys_cli.config import read_run_config
 from realsys_cli.data import pipeline
 from realsys_cli.data.dataset import open_dataset
 from realsys_cli.data.folder import load_rgb
 from realsys_cli.errors import CheckpointError, InputImageError
 from realsys_cli.training import distributed
-from realsys_cli.training.checkpoint import Checkpointer
+from realsys_cli.training.run import load_run
 
 log = logging.getLogger("realsys")
 
@@ -90,25 +89,24 @@ class TrainedClassifier:
 
 
 def load_trained(workdir: str | Path, *, best: bool = True) -> TrainedClassifier:
-    workdir = Path(workdir)
-    cfg = read_run_config(workdir, ClassifierConfig, command="classifier",
-                          markers=("model", "dataset"))
-    checkpointer = Checkpointer(workdir)
-    use_best = best and checkpointer.read_meta(best=True) is not None
-    meta = checkpointer.read_meta(best=use_best)
-    if meta is None:
-        raise CheckpointError(f"{workdir} has no checkpoint yet (was training interrupted "
-                              "before the first epoch ended?)")
-    facts = DataFacts.from_dict(meta["facts"])
-    # Shapes only: initialising the weights for real would compile one XLA program per
-    # initializer shape (~5 s for alexnet-small on 2 busy cores) just to be overwritten.
-    model = nnx.eval_shape(lambda: make_model(cfg, facts))
-    steps = make_steps(cfg, facts, model, PixelStats.from_dict(meta["stats"]), total_steps=1)
-    template = jax.eval_shape(lambda: init_state(make_model(cfg, facts), steps.tx, cfg.seed))
-    state, meta = checkpointer.restore(template, best=use_best)
-    checkpointer.close()
-    return TrainedClassifier(workdir, cfg, facts, steps, state, int(meta["step"]),
-                             "best" if use_best else "latest")
+    """The classifier in `workdir`: its best checkpoint (highest validation accuracy) when it
+    has one and `best`, else the latest."""
+
+    def build(cfg: ClassifierConfig, meta: dict[str, Any]) -> tuple[ClassifierSteps, Any]:
+        facts = DataFacts.from_dict(meta["facts"])
+        # Shapes only: initialising the weights for real would compile one XLA program per
+        # initializer shape (~5 s for alexnet-small on 2 busy cores) just to be overwritten.
+        model = nnx.eval_shape(lambda: make_model(cfg, facts))
+        steps = make_steps(cfg, facts, model, PixelStats.from_dict(meta["stats"]),
+                           total_steps=1)
+        return steps, jax.eval_shape(lambda: init_state(make_model(cfg, facts), steps.tx,
+                                                        cfg.seed))
+
+    run = load_run(workdir, ClassifierConfig, command="classifier",
+                   markers=("model", "dataset"), build=build,
+                   prefer="best" if best else "latest")
+    return TrainedClassifier(run.workdir, run.cfg, DataFacts.from_dict(run.meta["facts"]),
+                             run.steps, run.state, run.step, run.checkpoint)
 
 
 def evaluate_workdir(workdir: str | Path, *, dataset: str | None = None,

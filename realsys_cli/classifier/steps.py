@@ -30,10 +30,6 @@ def init_state(model: nnx.Module, tx: optax.GradientTransformation, seed: int) -
             "step": jnp.zeros((), jnp.int32), "key": jax.random.key(seed)}
 
 
-def count_params(state: dict[str, Any]) -> int:
-    return int(sum(x.size for x in jax.tree.leaves(state["params"])))
-
-
 @dataclasses.dataclass(frozen=True)
 class ClassifierSteps:
     """Everything the steps close over; `make_train_step` / `make_eval_step` jit them."""

@@ -32,30 +32,24 @@ from realsys_cli.classifier.setup import (
     make_steps,
     sample_stats,
 )
-from realsys_cli.classifier.steps import ClassifierSteps, count_params, init_state
+from realsys_cli.classifier.steps import ClassifierSteps, init_state
 from realsys_cli.data import pipeline
 from realsys_cli.data.dataset import Dataset, open_dataset
+from realsys_cli.models import count_params
 from realsys_cli.progress import SILENT, Progress
 from realsys_cli.training import distributed, optim, run_status
-from realsys_cli.training.checkpoint import Checkpointer
 from realsys_cli.training.distributed import ClusterSpec
 from realsys_cli.training.loop import LoopSpec, run_loop
-from realsys_cli.training.metrics import MetricsLog
+from realsys_cli.training.run import start_or_resume
 
 log = logging.getLogger("realsys")
 
 
 def open_training_data(cfg: ClassifierConfig) -> Dataset:
     """Process 0 prepares the dataset (once); the others wait, then read the same files."""
-    def open_() -> Dataset:
-        return open_dataset(cfg.dataset, data_dir=cfg.data_dir, tfds_dir=cfg.tfds_data_dir)
-
-    if jax.process_index() == 0:
-        dataset = open_()
-        distributed.sync("dataset-prepared")
-        return dataset
-    distributed.sync("dataset-prepared")
-    return open_()
+    return distributed.first_on_process_zero(
+        lambda: open_dataset(cfg.dataset, data_dir=cfg.data_dir, tfds_dir=cfg.tfds_data_dir),
+        "dataset-prepared")
 
 
 @dataclasses.dataclass
@@ -120,41 +114,30 @@ def train_and_evaluate(
     num_steps = total_steps(cfg, steps_per_epoch)
 
     # ------------------------------------------------------------------------------- resume?
-    checkpointer = Checkpointer(workdir, max_to_keep=cfg.checkpoints_to_keep)
-    meta = checkpointer.read_meta() if checkpointer.latest_step() is not None else None
-    if meta is None and (workdir / "config.json").exists() and any(workdir.iterdir()):
-        log.info("%s has a config but no checkpoint yet: starting afresh", workdir)
-    if meta is not None:
-        config_lib.check_resumable(meta["config"], cfg, workdir, RESUMABLE_CHANGES)
-        stats = PixelStats.from_dict(meta["stats"])
+    run = start_or_resume(workdir, cfg, resumable=RESUMABLE_CHANGES,
+                          max_to_keep=cfg.checkpoints_to_keep)
+    if run.resuming:
+        stats = PixelStats.from_dict(run.meta["stats"])
     else:
         stats = sample_stats(train_source, facts.resize_size, seed=cfg.seed)
-    if jax.process_index() == 0:
-        config_lib.write_config(cfg, workdir)
 
     # ------------------------------------------------------------------ model and optimizer
     model = make_model(cfg, facts)
     steps = make_steps(cfg, facts, model, stats, num_steps)
     state = init_state(model, steps.tx, cfg.seed)
-    num_params = count_params(state)
+    num_params = count_params(state["params"])
     mesh = distributed.data_mesh()
-    plateau = optim.Plateau(patience=cfg.plateau_patience_epochs)
     batches = pipeline.train_batches(
         train_source, batch_size=local_batch, seed=cfg.seed, image_size=facts.resize_size,
         channels=facts.in_channels, shard=shard,
     )
-    start_step = 0
-    if meta is not None:
-        state, meta = checkpointer.restore(jax.eval_shape(lambda: state))
-        start_step = int(meta["step"])
-        batches.set_state(meta["data_state"])
-        plateau = optim.Plateau(**meta["plateau"])
-        log.info("resuming %s from step %d (epoch %.2f)", workdir, start_step,
-                 start_step / steps_per_epoch)
+    state, start_step = run.restore(state, batches, steps_per_epoch)
+    plateau = optim.Plateau(**run.meta["plateau"]) if run.resuming else optim.Plateau(
+        patience=cfg.plateau_patience_epochs)
     state = distributed.replicate(state, mesh)
     job = ClassifierJob(steps, cfg, facts, dataset, mesh, plateau)
-    metrics_log = MetricsLog(workdir, enabled=jax.process_index() == 0)
-    metrics_log.truncate_after(start_step)
+    metrics_log = run.metrics_log(start_step)
+    checkpointer = run.checkpointer
 
     # -------------------------------------------------------------------------------- train
     log.info("%s", describe_length(cfg, steps_per_epoch))
@@ -189,9 +172,9 @@ def train_and_evaluate(
         "resumed_from_step": start_step or None,
         "eval_split": dataset.eval_split,
         "eval_examples": int(final["count"]),
-        "test_accuracy": final["accuracy"],
-        "test_top5_accuracy": final["top5_accuracy"],
-        "test_loss": final["loss"],
+        "eval_accuracy": final["accuracy"],
+        "eval_top5_accuracy": final["top5_accuracy"],
+        "eval_loss": final["loss"],
         "train_seconds": round(train_seconds, 2),
         "train_images_per_second": round(result.steady_images_per_second, 1),
         "devices": jax.device_count(),

@@ -45,18 +45,24 @@ def main_callback(
     download.set_progress(console.progress_reporter(json_mode=False))
 
 
-classifier.register(app)
-fool.register(app)
-gan.register(app)
-frames.register(app)
-runs.register(app)
+# The four commands of the design, then the ones that read their runs.
+app.command("train-classifier")(classifier.train_classifier)
+app.command("fool")(fool.fool)
+app.command("train-gan")(gan.train_gan)
+app.command("predict-frames", help=frames.HELP)(frames.predict_frames)
+app.command("evaluate")(classifier.evaluate)
+app.command("classify")(classifier.classify)
+app.command("fool-defence")(fool.fool_defence)
+app.command("sample")(gan.sample)
+app.command("runs")(runs.runs)
 app.add_typer(datasets.app, name="datasets")
 
 
 def _bare_flags(command: Any) -> None:
     """Typer 0.29 labels flags with their Python type (`--json <bool>`); a flag takes no value,
     so show none."""
-    for param in command.params:
+    help_option = command.get_help_option(typer.Context(command))
+    for param in [*command.params, *([help_option] if help_option else [])]:
         if getattr(param, "is_flag", False) and param.metavar is None:
             param.metavar = ""
     for sub in getattr(command, "commands", {}).values():

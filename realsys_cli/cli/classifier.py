@@ -3,40 +3,15 @@
 from __future__ import annotations
 
 import sys
-import time
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from realsys_cli.cli.options import (
-    ConfigOpt,
-    DataDirOpt,
-    JsonOpt,
-    NoDownloadOpt,
-    SeedOpt,
-    SetOpt,
-    TfdsDirOpt,
-    WorkdirOpt,
-    handle_errors,
-)
+from realsys_cli.cli import options as opt
 
 
-def register(app: typer.Typer) -> None:
-    app.command("train-classifier")(train_classifier)
-    app.command("evaluate")(evaluate)
-    app.command("classify")(classify)
-
-
-def default_workdir(command: str, *parts: str) -> Path:
-    from realsys_cli.config import default_runs_dir
-
-    label = "-".join(p.replace("/", "_").replace("=", "").replace(",", "_") for p in parts if p)
-    return default_runs_dir() / f"{command}-{label}-{time.strftime('%Y%m%d-%H%M%S')}"
-
-
-@handle_errors
+@opt.handle_errors
 def train_classifier(
     *,
     dataset: Annotated[str | None, typer.Option(
@@ -45,25 +20,25 @@ def train_classifier(
     model: Annotated[str | None, typer.Option(
         "--model", "-m", help="lenet | alexnet-small | alexnet (default: the dataset's "
         "recipe).")] = None,
+    steps: opt.StepsOpt = None,
     epochs: Annotated[int | None, typer.Option(
         "--epochs", "-e", min=1, help="Exactly this many epochs (default: the recipe's; "
         "lenet: 2, but at least 500 steps).")] = None,
-    batch_size: Annotated[int | None, typer.Option("--batch-size", "-b", min=1)] = None,
-    learning_rate: Annotated[float | None, typer.Option("--lr", help="Learning rate.")] = None,
-    bf16: Annotated[bool, typer.Option("--bf16", help="bfloat16 compute (mixed precision).")]
-    = False,
-    seed: SeedOpt = None,
-    data_dir: DataDirOpt = None,
-    tfds_data_dir: TfdsDirOpt = None,
-    no_download: NoDownloadOpt = False,
-    config: ConfigOpt = None,
-    set_: SetOpt = None,
-    workdir: WorkdirOpt = None,
-    coordinator_address: Annotated[str | None, typer.Option(
-        help="Multi-process training: HOST:PORT of process 0.")] = None,
-    num_processes: Annotated[int, typer.Option(min=1, help="Number of processes.")] = 1,
-    process_id: Annotated[int, typer.Option(min=0, help="This process's index.")] = 0,
-    json: JsonOpt = False,
+    batch_size: opt.BatchSizeOpt = None,
+    learning_rate: opt.LearningRateOpt = None,
+    bf16: opt.Bf16Opt = False,
+    seed: opt.SeedOpt = None,
+    data_dir: opt.DataDirOpt = None,
+    tfds_data_dir: opt.TfdsDirOpt = None,
+    no_download: opt.NoDownloadOpt = False,
+    config: opt.ConfigOpt = None,
+    set_: opt.SetOpt = None,
+    print_config: opt.PrintConfigOpt = False,
+    workdir: opt.WorkdirOpt = None,
+    coordinator_address: opt.CoordinatorOpt = None,
+    num_processes: opt.NumProcessesOpt = 1,
+    process_id: opt.ProcessIdOpt = 0,
+    json: opt.JsonOpt = False,
 ) -> None:
     """Train a classifier; the dataset picks the recipe (imagenette: alexnet, digits, mnist:
     lenet, cifar10: alexnet-small at 32 px) unless --model or --config says (default: digits)."""
@@ -72,31 +47,40 @@ def train_classifier(
     use_training_flags()
     from realsys_cli import console
     from realsys_cli.classifier.recipes import resolve_train_config
-    from realsys_cli.classifier.train import train_and_evaluate
-    from realsys_cli.training.distributed import ClusterSpec
 
     cfg = resolve_train_config(
         config_file=config, set_items=set_,
-        options={"dataset": dataset, "model": model, "num_epochs": epochs,
+        options={"dataset": dataset, "model": model, "max_steps": steps, "num_epochs": epochs,
                  "batch_size": batch_size, "learning_rate": learning_rate,
                  "dtype": "bfloat16" if bf16 else None, "seed": seed,
-                 "data_dir": str(data_dir) if data_dir else None,
-                 "tfds_data_dir": str(tfds_data_dir) if tfds_data_dir else None},
+                 "data_dir": opt.path_or_none(data_dir),
+                 "tfds_data_dir": opt.path_or_none(tfds_data_dir)},
     )
-    workdir = workdir or default_workdir("train-classifier", cfg.dataset, cfg.model)
+    if print_config:
+        from realsys_cli.cli.printing import print_config as print_resolved
+
+        print_resolved(cfg, command="train-classifier", json_mode=json)
+        return
+    from realsys_cli.classifier.train import train_and_evaluate
+
+    workdir = workdir or opt.default_workdir("train-classifier", cfg.dataset, cfg.model)
     console.note(f"workdir: {workdir}")
-    cluster = ClusterSpec(coordinator_address, num_processes, process_id)
-    quiet_native = console.native_stdout_to_stderr() if num_processes > 1 else nullcontext()
-    with quiet_native:
-        result = train_and_evaluate(cfg, workdir, cluster=cluster,
-                                    progress=console.progress_reporter(json_mode=json))
-        console.print_result(result, json_mode=json, title="train-classifier")
+    opt.run_trainer(train_and_evaluate, cfg, workdir, coordinator_address=coordinator_address,
+                    num_processes=num_processes, process_id=process_id, json=json,
+                    title="train-classifier")
 
 
-@handle_errors
+def classifier_run(classifier: Path | None, old_workdir: Path | None) -> Path:
+    """--classifier, or --workdir as evaluate and classify called it until this release."""
+    run = opt.renamed(classifier, old_workdir, new="--classifier/-C", old="--workdir/-w")
+    return opt.required(run, option="'--classifier' / '-C'", what="the train-classifier run "
+                        "to read")
+
+
+@opt.handle_errors
 def evaluate(
     *,
-    workdir: Annotated[Path, typer.Option("--workdir", "-w", help="A train-classifier run.")],
+    classifier: opt.ClassifierRunOpt = None,
     dataset: Annotated[str | None, typer.Option(
         "--dataset", "-d", help="Another dataset with the same classes.")] = None,
     split: Annotated[str | None, typer.Option(help="Split (default: test/validation).")]
@@ -104,40 +88,43 @@ def evaluate(
     ten_crop: Annotated[bool | None, typer.Option(
         "--ten-crop/--center-crop", help="10-crop evaluation (AlexNet) or the centre crop.")]
     = None,
-    data_dir: DataDirOpt = None,
-    tfds_data_dir: TfdsDirOpt = None,
-    no_download: NoDownloadOpt = False,
-    json: JsonOpt = False,
+    data_dir: opt.DataDirOpt = None,
+    tfds_data_dir: opt.TfdsDirOpt = None,
+    no_download: opt.NoDownloadOpt = False,
+    json: opt.JsonOpt = False,
+    workdir: opt.OldWorkdirOpt = None,
 ) -> None:
     """Top-1, top-5, per-class accuracy and the confusion matrix of a trained classifier."""
     from realsys_cli import console
     from realsys_cli.classifier.evaluate import evaluate_workdir
 
-    result = evaluate_workdir(workdir, dataset=dataset, split=split,
-                              data_dir=str(data_dir) if data_dir else None,
-                              tfds_dir=str(tfds_data_dir) if tfds_data_dir else None,
-                              ten_crop=ten_crop)
+    run = classifier_run(classifier, workdir)
+    result = evaluate_workdir(run, dataset=dataset, split=split,
+                              data_dir=opt.path_or_none(data_dir),
+                              tfds_dir=opt.path_or_none(tfds_data_dir), ten_crop=ten_crop)
     if not json:
         result = {k: v for k, v in result.items() if k != "confusion"}
     console.print_result(result, json_mode=json, title="evaluate")
 
 
-@handle_errors
+@opt.handle_errors
 def classify(
     images: Annotated[list[str], typer.Argument(help="Image files; - reads paths from stdin.")],
     *,
-    workdir: Annotated[Path, typer.Option("--workdir", "-w", help="A train-classifier run.")],
+    classifier: opt.ClassifierRunOpt = None,
     top: Annotated[int, typer.Option("--top", "-k", min=1, help="Labels per image.")] = 5,
-    json: JsonOpt = False,
+    json: opt.JsonOpt = False,
+    workdir: opt.OldWorkdirOpt = None,
 ) -> None:
     """Top-k labels with probabilities for each image."""
     from realsys_cli import console
     from realsys_cli.classifier.evaluate import classify_images
 
+    run = classifier_run(classifier, workdir)
     paths = [line.strip() for line in sys.stdin if line.strip()] if images == ["-"] else images
-    rows = classify_images(workdir, paths, top=top)
+    rows = classify_images(run, paths, top=top)
     if json:
-        console.print_result({"workdir": str(workdir), "images": rows}, json_mode=True)
+        console.print_result({"workdir": str(run), "images": rows}, json_mode=True)
         return
     flat = [{"image": r["image"], "rank": i + 1, "label": t["label"],
              "probability": t["probability"]} for r in rows for i, t in enumerate(r["top"])]

@@ -7,21 +7,14 @@ from typing import Annotated
 
 import typer
 
-from realsys_cli.cli.options import (
-    DataDirOpt,
-    JsonOpt,
-    NoDownloadOpt,
-    SeedOpt,
-    TfdsDirOpt,
-    handle_errors,
-)
+from realsys_cli.cli import options as opt
 
 app = typer.Typer(help="List, prepare and preview datasets.", no_args_is_help=True)
 
 
 @app.command("list")
-@handle_errors
-def list_command(*, tfds_data_dir: TfdsDirOpt = None, json: JsonOpt = False) -> None:
+@opt.handle_errors
+def list_command(*, tfds_data_dir: opt.TfdsDirOpt = None, json: opt.JsonOpt = False) -> None:
     """Built-in datasets and the datasets prepared in the TFDS data dir."""
     from realsys_cli import console
     from realsys_cli.data.catalog import list_datasets
@@ -31,14 +24,14 @@ def list_command(*, tfds_data_dir: TfdsDirOpt = None, json: JsonOpt = False) -> 
 
 
 @app.command("prepare")
-@handle_errors
+@opt.handle_errors
 def prepare_command(
     name: Annotated[str, typer.Argument(
         help="digits, shapes/size=224, mnist, fashion_mnist, cifar10, imagenette/320px-v2, ...")],
     *,
-    tfds_data_dir: TfdsDirOpt = None,
-    no_download: NoDownloadOpt = False,
-    json: JsonOpt = False,
+    tfds_data_dir: opt.TfdsDirOpt = None,
+    no_download: opt.NoDownloadOpt = False,
+    json: opt.JsonOpt = False,
 ) -> None:
     """Generate a built-in dataset, or download, verify and prepare a TFDS one (no TensorFlow).
 
@@ -53,18 +46,18 @@ def prepare_command(
 
 
 @app.command("preview")
-@handle_errors
+@opt.handle_errors
 def preview_command(
     name: Annotated[str, typer.Argument(help="A dataset name (with --data-dir: any label).")],
     *,
     out: Annotated[Path, typer.Option("--out", "-o", help="PNG (images) or GIF (video).")],
     split: Annotated[str | None, typer.Option(help="Split (default: train).")] = None,
     count: Annotated[int, typer.Option("--count", "-n", min=1, max=400)] = 40,
-    seed: SeedOpt = None,
-    data_dir: DataDirOpt = None,
-    tfds_data_dir: TfdsDirOpt = None,
-    no_download: NoDownloadOpt = False,
-    json: JsonOpt = False,
+    seed: opt.SeedOpt = None,
+    data_dir: opt.DataDirOpt = None,
+    tfds_data_dir: opt.TfdsDirOpt = None,
+    no_download: opt.NoDownloadOpt = False,
+    json: opt.JsonOpt = False,
 ) -> None:
     """Save a labelled grid of samples (an animated GIF strip for video datasets)."""
     from realsys_cli import console
@@ -72,6 +65,6 @@ def preview_command(
 
     result = preview(
         name, out, split=split, count=count, seed=seed or 0,
-        data_dir=str(data_dir) if data_dir else None, tfds_dir=tfds_data_dir,
+        data_dir=opt.path_or_none(data_dir), tfds_dir=tfds_data_dir,
     )
     console.print_result(result, json_mode=json, title="preview")

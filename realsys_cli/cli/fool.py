@@ -1,62 +1,91 @@
-"""`realsys fool` (fooling images) and `realsys fool-defence` (the paper's retraining defence)."""
+"""`realsys fool` (fooling images) and `realsys fool-defence` (the paper's retraining defence).
+
+Both read a train-classifier run (--classifier/-C) and write their own (--workdir/-w). Until this
+release --workdir/-w named the classifier and --out/-o the folder written: those spellings still
+work for one release, with a warning.
+"""
 
 from __future__ import annotations
 
-import time
+import json as json_lib
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from realsys_cli.cli.options import (
-    ConfigOpt,
-    JsonOpt,
-    NoDownloadOpt,
-    SeedOpt,
-    SetOpt,
-    TfdsDirOpt,
-    handle_errors,
-)
+from realsys_cli.cli import options as opt
 
 ClassifierOpt = Annotated[Path | None, typer.Option(
-    "--workdir", "-w", help="A train-classifier run (default: the most recent one in runs/).")]
+    "--classifier", "-C", help="The train-classifier run to fool (default: the most recent one "
+    "in runs/).")]
+OldOutOpt = Annotated[Path | None, typer.Option(
+    "--out", "-o", hidden=True, help="Deprecated spelling of --workdir.")]
 MethodOpt = Annotated[str | None, typer.Option(
-    "--method", "-m", help="ascent (gradient ascent on the logit margin, default) | evolve "
+    "--method", help="ascent (gradient ascent on the logit margin, default) | evolve "
     "(MAP-Elites) | perturb (targeted PGD on real test images).")]
 EncodingOpt = Annotated[str | None, typer.Option(
     "--encoding", help="evolve: direct (a value per pixel) | cppn (a pattern-producing net).")]
-CountOpt = Annotated[int | None, typer.Option("--count", "-n", min=1, help="Images per class.")]
 ConfidenceOpt = Annotated[float | None, typer.Option(
     "--confidence", help="Stop an image at this softmax confidence (default 0.9999).")]
 
 
-def register(app: typer.Typer) -> None:
-    app.command("fool")(fool)
-    app.command("fool-defence")(fool_defence)
+def _steps_renamed(value: int | None) -> int | None:
+    if value is not None:
+        raise opt.UsageError("fool's --steps is now --attack-steps (--steps is a trainer's "
+                             f"optimizer steps): --attack-steps {value}")
+    return value
 
 
-def classifier_workdir(workdir: Path | None) -> tuple[Path, str | None]:
-    """--workdir, or the most recent classifier run and a line naming it for stderr (logged
+OldStepsOpt = Annotated[int | None, typer.Option(
+    "--steps", hidden=True, callback=_steps_renamed, help="Renamed --attack-steps.")]
+
+
+
+def _holds_classifier(path: Path) -> bool:
+    try:
+        saved = json_lib.loads((path / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(saved, dict) and {"model", "dataset"} <= saved.keys()
+
+
+def runs_read_and_written(classifier: Path | None, workdir: Path | None, old_out: Path | None,
+                          command: str) -> tuple[Path | None, Path | None]:
+    """(--classifier, --workdir), also from the spellings of the last release: `-w CLASSIFIER`
+    (recognised by the run it holds) and `--out DIR`."""
+    if classifier is None and workdir is not None and (old_out is not None
+                                                       or _holds_classifier(workdir)):
+        from realsys_cli import console
+
+        console.warning(
+            f"{command} --workdir/-w is now the run {command} writes; reading {workdir} as "
+            f"--classifier/-C {workdir} (the old meaning goes away in the next release)")
+        classifier, workdir = workdir, None
+    workdir = opt.renamed(workdir, old_out, new="--workdir/-w", old="--out/-o")
+    if workdir is not None and _holds_classifier(workdir):
+        from realsys_cli.errors import ConfigError
+
+        raise ConfigError(f"{workdir} holds a train-classifier run; --workdir/-w is the run "
+                          f"{command} writes: give it another folder")
+    return classifier, workdir
+
+
+def classifier_run(classifier: Path | None) -> tuple[Path, str | None]:
+    """--classifier, or the most recent classifier run and a line naming it for stderr (logged
     once the run has checked its input, so that bad input stays a one-line error)."""
     from realsys_cli.config import default_runs_dir
     from realsys_cli.fool.target import latest_classifier_run
 
-    if workdir is not None:
-        return workdir, None
+    if classifier is not None:
+        return classifier, None
     found = latest_classifier_run(default_runs_dir())
     return found, f"classifier: {found} (the most recent run)"
 
 
-def default_out(command: str, method: str) -> Path:
-    from realsys_cli.config import default_runs_dir
-
-    return default_runs_dir() / f"{command}-{method}-{time.strftime('%Y%m%d-%H%M%S')}"
-
-
-@handle_errors
+@opt.handle_errors
 def fool(
     *,
-    workdir: ClassifierOpt = None,
+    classifier: ClassifierOpt = None,
     method: MethodOpt = None,
     encoding: EncodingOpt = None,
     target_class: Annotated[list[str] | None, typer.Option(
@@ -65,26 +94,34 @@ def fool(
     all_classes: Annotated[bool, typer.Option(
         "--all-classes", help="Every class (the default when no --target-class is given).")]
     = False,
-    count: CountOpt = None,
-    steps: Annotated[int | None, typer.Option(
-        "--steps", min=1, help="ascent: at most this many steps (300); perturb: PGD steps "
-        "(40; 1 = FGSM).")] = None,
+    count: Annotated[int | None, typer.Option(
+        "--count", "-n", min=1, help="Images per class.")] = None,
+    attack_steps: Annotated[int | None, typer.Option(
+        "--attack-steps", min=1, help="ascent: at most this many steps (300); perturb: PGD "
+        "steps (40; 1 = FGSM).")] = None,
     generations: Annotated[int | None, typer.Option(
         "--generations", min=1, help="evolve: generations (200).")] = None,
     confidence: ConfidenceOpt = None,
     epsilon: Annotated[float | None, typer.Option(
         "--epsilon", help="perturb: L-infinity radius in [0, 1] pixel units (0.3).")] = None,
+    data_dir: Annotated[Path | None, typer.Option(
+        "--data-dir", help="perturb: take the real images from this folder "
+        "ROOT/{train,val,test}/<class>/ (default: the classifier's own data).")] = None,
     also_check: Annotated[Path | None, typer.Option(
         "--also-check", help="A second classifier run: the confidence it gives each image.")]
     = None,
-    out: Annotated[Path | None, typer.Option(
-        "--out", "-o", help="Output folder (default: runs/fool-<method>-<time>).")] = None,
-    seed: SeedOpt = None,
-    tfds_data_dir: TfdsDirOpt = None,
-    no_download: NoDownloadOpt = False,
-    config: ConfigOpt = None,
-    set_: SetOpt = None,
-    json: JsonOpt = False,
+    seed: opt.SeedOpt = None,
+    tfds_data_dir: opt.TfdsDirOpt = None,
+    no_download: opt.NoDownloadOpt = False,
+    config: opt.ConfigOpt = None,
+    set_: opt.SetOpt = None,
+    print_config: opt.PrintConfigOpt = False,
+    workdir: Annotated[Path | None, typer.Option(
+        "--workdir", "-w", help="The folder to write the images and report.json into "
+        "(default: runs/fool-<method>-<time>).")] = None,
+    json: opt.JsonOpt = False,
+    out: OldOutOpt = None,
+    steps: OldStepsOpt = None,
 ) -> None:
     """Images the classifier is sure of and a person cannot recognise (Nguyen et al. 2015)."""
     from realsys_cli import console
@@ -94,21 +131,28 @@ def fool(
 
     if all_classes and target_class:
         raise ConfigError("give --target-class or --all-classes, not both")
+    classifier, workdir = runs_read_and_written(classifier, workdir, out, "fool")
     method_now = method or "ascent"
     options = {"method": method, "encoding": encoding, "count_per_class": count,
                "generations": generations, "confidence": confidence, "epsilon": epsilon,
-               "seed": seed, "tfds_data_dir": str(tfds_data_dir) if tfds_data_dir else None,
+               "seed": seed, "data_dir": opt.path_or_none(data_dir),
+               "tfds_data_dir": opt.path_or_none(tfds_data_dir),
                "target_classes": tuple(target_class) if target_class else None}
-    if steps is not None:
-        options["pgd_steps" if method_now == "perturb" else "ascent_steps"] = steps
+    if attack_steps is not None:
+        options["pgd_steps" if method_now == "perturb" else "ascent_steps"] = attack_steps
     cfg = resolve_config(FoolConfig, config_file=config, set_items=set_, options=options)
-    workdir, picked = classifier_workdir(workdir)
-    out = out or default_out("fool", cfg.method)
+    if print_config:
+        from realsys_cli.cli.printing import print_config as print_resolved
+
+        print_resolved(cfg, command="fool", json_mode=json)
+        return
+    classifier, picked = classifier_run(classifier)
+    workdir = workdir or opt.default_workdir("fool", cfg.method)
 
     from realsys_cli.fool.report import per_class_rows
     from realsys_cli.fool.run import run
 
-    result = run(cfg, workdir, out, also_check=also_check, announce=picked,
+    result = run(cfg, classifier, workdir, also_check=also_check, announce=picked,
                  progress=console.progress_reporter(json_mode=json))
     if json:
         console.print_result(result, json_mode=True)
@@ -120,12 +164,12 @@ def fool(
                        key="classes")
 
 
-@handle_errors
+@opt.handle_errors
 def fool_defence(
     *,
-    workdir: ClassifierOpt = None,
+    classifier: ClassifierOpt = None,
     rounds: Annotated[int | None, typer.Option(
-        "--rounds", "-k", min=1, help="Retrain-and-fool rounds after the original (3).")] = None,
+        "--rounds", min=1, help="Retrain-and-fool rounds after the original (3).")] = None,
     retrain_epochs: Annotated[int | None, typer.Option(
         "--retrain-epochs", min=1, help="Epochs of each retraining (1).")] = None,
     method: MethodOpt = None,
@@ -133,15 +177,16 @@ def fool_defence(
     count: Annotated[int | None, typer.Option(
         "--count", "-n", min=1, help="Fooling images per class and round (100).")] = None,
     confidence: ConfidenceOpt = None,
-    out: Annotated[Path | None, typer.Option(
-        "--out", "-o", help="Output folder (default: runs/fool-defence-<method>-<time>); "
-        "rerun with the same --out to resume.")] = None,
-    seed: SeedOpt = None,
-    tfds_data_dir: TfdsDirOpt = None,
-    no_download: NoDownloadOpt = False,
-    config: ConfigOpt = None,
-    set_: SetOpt = None,
-    json: JsonOpt = False,
+    seed: opt.SeedOpt = None,
+    tfds_data_dir: opt.TfdsDirOpt = None,
+    no_download: opt.NoDownloadOpt = False,
+    config: opt.ConfigOpt = None,
+    set_: opt.SetOpt = None,
+    workdir: Annotated[Path | None, typer.Option(
+        "--workdir", "-w", help="The run to write; an existing one is resumed (default: "
+        "runs/fool-defence-<method>-<time>).")] = None,
+    json: opt.JsonOpt = False,
+    out: OldOutOpt = None,
 ) -> None:
     """Retrain with an extra "fooling" class, fool the new network, K rounds (the paper's
     defence); prints the median confidence of new fooling images per round."""
@@ -152,6 +197,7 @@ def fool_defence(
     from realsys_cli.config import field_names, resolve_config
     from realsys_cli.fool.config import DefenceConfig, FoolConfig
 
+    classifier, workdir = runs_read_and_written(classifier, workdir, out, "fool-defence")
     ours = set(field_names(DefenceConfig))  # --set key=value goes to the config that has key
     defence_set = [s for s in set_ or [] if s.partition("=")[0].strip() in ours]
     fool_set = [s for s in set_ or [] if s not in defence_set]
@@ -160,15 +206,15 @@ def fool_defence(
         options={"method": method, "encoding": encoding,
                  "count_per_class": count if count is not None or config else 100,
                  "confidence": confidence, "seed": seed,
-                 "tfds_data_dir": str(tfds_data_dir) if tfds_data_dir else None})
+                 "tfds_data_dir": opt.path_or_none(tfds_data_dir)})
     defence_cfg = resolve_config(DefenceConfig, set_items=defence_set,
                                  options={"rounds": rounds, "retrain_epochs": retrain_epochs})
-    workdir, picked = classifier_workdir(workdir)
-    out = out or default_out("fool-defence", fool_cfg.method)
+    classifier, picked = classifier_run(classifier)
+    workdir = workdir or opt.default_workdir("fool-defence", fool_cfg.method)
 
     from realsys_cli.fool.defence import run_defence
 
-    result = run_defence(fool_cfg, defence_cfg, workdir, out, announce=picked,
+    result = run_defence(fool_cfg, defence_cfg, classifier, workdir, announce=picked,
                          progress=console.progress_reporter(json_mode=json))
     if json:
         console.print_result(result, json_mode=True)

@@ -7,16 +7,7 @@ from typing import Annotated, Literal
 
 import typer
 
-from realsys_cli.cli.options import (
-    ConfigOpt,
-    JsonOpt,
-    NoDownloadOpt,
-    SeedOpt,
-    SetOpt,
-    TfdsDirOpt,
-    WorkdirOpt,
-    handle_errors,
-)
+from realsys_cli.cli import options as opt
 
 HELP = """Next-frame prediction: a ConvLSTM encoder-forecaster (Shi et al. 2015) continues a movie.
 
@@ -26,7 +17,7 @@ HELP = """Next-frame prediction: a ConvLSTM encoder-forecaster (Shi et al. 2015)
 
 prints MSE per frame (OpenSTL convention), MAE, SSIM and PSNR per horizon t=1..10 next to the copy-last-frame and mean-frame baselines, and writes horizon.png, predictions.png and curves.png into the workdir. --adversarial adds Mathieu et al.'s discriminator.
 
-[bold]Make the movie[/] from a trained --workdir (no training):
+[bold]Make the movie[/] of the run in --workdir (no training; the GIF goes into the run unless --out says):
 
   realsys predict-frames --workdir runs/frames --rollout 30 --out movie.gif
 
@@ -34,39 +25,41 @@ feeds 10 real test frames and predicts 30 autoregressively, past the training ho
 """
 
 
-def register(app: typer.Typer) -> None:
-    app.command("predict-frames", help=HELP)(predict_frames)
 
-
-@handle_errors
+@opt.handle_errors
 def predict_frames(
     *,
     dataset: Annotated[str | None, typer.Option(
         "--dataset", "-d", help="Training: a video dataset, e.g. moving-digits or moving-digits/train=2000. "
         "Movie: where the test clips come from (default: the run's evaluation set).")] = None,
-    steps: Annotated[int | None, typer.Option("--steps", min=1, help="Training steps (default: "
-                                              "--epochs worth).")] = None,
-    epochs: Annotated[int | None, typer.Option("--epochs", "-e", min=1)] = None,
-    batch_size: Annotated[int | None, typer.Option("--batch-size", "-b", min=1)] = None,
-    learning_rate: Annotated[float | None, typer.Option("--lr", help="Learning rate.")] = None,
+    steps: opt.StepsOpt = None,
+    epochs: Annotated[int | None, typer.Option(
+        "--epochs", "-e", min=1, help="Epochs to train (default 1).")] = None,
+    batch_size: opt.BatchSizeOpt = None,
+    learning_rate: opt.LearningRateOpt = None,
     loss: Annotated[Literal["mse", "bce"] | None, typer.Option(
         "--loss", help="Per-pixel reconstruction loss.")] = None,
     adversarial: Annotated[bool | None, typer.Option(
         "--adversarial/--no-adversarial", help="Add a frame discriminator with the adversarial "
         "and gradient-difference losses of Mathieu et al. 2015 (weights 0.05 / 1 / 1).")] = None,
     rollout: Annotated[int | None, typer.Option(
-        "--rollout", min=1, help="Make the movie: predict this many frames from a trained "
-        "--workdir instead of training.")] = None,
+        "--rollout", min=1, help="Make the movie: predict this many frames with the model "
+        "trained in --workdir instead of training.")] = None,
     out: Annotated[Path | None, typer.Option(
         "--out", "-o", help="The movie GIF (with --rollout; default <workdir>/movie.gif).")] = None,
-    count: Annotated[int, typer.Option("--count", min=1, help="Test clips in the movie.")] = 3,
-    seed: SeedOpt = None,
-    tfds_data_dir: TfdsDirOpt = None,
-    no_download: NoDownloadOpt = False,
-    config: ConfigOpt = None,
-    set_: SetOpt = None,
-    workdir: WorkdirOpt = None,
-    json: JsonOpt = False,
+    count: Annotated[int, typer.Option("--count", "-n", min=1,
+                                       help="Test clips in the movie.")] = 3,
+    seed: opt.SeedOpt = None,
+    tfds_data_dir: opt.TfdsDirOpt = None,
+    no_download: opt.NoDownloadOpt = False,
+    config: opt.ConfigOpt = None,
+    set_: opt.SetOpt = None,
+    print_config: opt.PrintConfigOpt = False,
+    workdir: opt.WorkdirOpt = None,
+    coordinator_address: opt.CoordinatorOpt = None,
+    num_processes: opt.NumProcessesOpt = 1,
+    process_id: opt.ProcessIdOpt = 0,
+    json: opt.JsonOpt = False,
 ) -> None:
     if rollout is not None or out is not None:
         _movie(rollout=rollout, out=out, count=count, workdir=workdir, dataset=dataset,
@@ -74,29 +67,35 @@ def predict_frames(
                training_options={"--steps": steps, "--epochs": epochs, "--batch-size": batch_size,
                                  "--lr": learning_rate, "--loss": loss, "--seed": seed,
                                  "--adversarial": adversarial, "--config": config,
-                                 "--set": set_})
+                                 "--set": set_, "--print-config": print_config or None})
         return
     from realsys_cli.xla_flags import use_training_flags
 
     use_training_flags()
     from realsys_cli import console
-    from realsys_cli.cli.classifier import default_workdir
     from realsys_cli.config import resolve_config
     from realsys_cli.frames.config import FramesConfig
-    from realsys_cli.frames.train import train_and_evaluate
 
     cfg = resolve_config(
         FramesConfig, config_file=config, set_items=set_,
         options={"dataset": dataset, "max_steps": steps, "num_epochs": epochs,
                  "batch_size": batch_size, "learning_rate": learning_rate, "loss": loss,
                  "adversarial": adversarial, "seed": seed,
-                 "tfds_data_dir": str(tfds_data_dir) if tfds_data_dir else None},
+                 "tfds_data_dir": opt.path_or_none(tfds_data_dir)},
     )
-    workdir = workdir or default_workdir("predict-frames", cfg.dataset,
-                                         "adversarial" if cfg.adversarial else cfg.loss)
+    if print_config:
+        from realsys_cli.cli.printing import print_config as print_resolved
+
+        print_resolved(cfg, command="predict-frames", json_mode=json)
+        return
+    from realsys_cli.frames.train import train_and_evaluate
+
+    workdir = workdir or opt.default_workdir("predict-frames", cfg.dataset,
+                                             "adversarial" if cfg.adversarial else cfg.loss)
     console.note(f"workdir: {workdir}")
-    result = train_and_evaluate(cfg, workdir, progress=console.progress_reporter(json_mode=json))
-    console.print_result(result, json_mode=json, title="predict-frames")
+    opt.run_trainer(train_and_evaluate, cfg, workdir, coordinator_address=coordinator_address,
+                    num_processes=num_processes, process_id=process_id, json=json,
+                    title="predict-frames")
 
 
 def _movie(*, rollout: int | None, out: Path | None, count: int, workdir: Path | None,
@@ -115,6 +114,5 @@ def _movie(*, rollout: int | None, out: Path | None, count: int, workdir: Path |
         raise ConfigError(f"{', '.join(given)} only apply to training; --rollout makes the movie "
                           f"of the model already trained in {workdir}")
     result = make_movie(workdir, rollout_frames=rollout, out=out or workdir / "movie.gif",
-                        count=count, dataset=dataset,
-                        tfds_dir=str(tfds_data_dir) if tfds_data_dir else None)
+                        count=count, dataset=dataset, tfds_dir=opt.path_or_none(tfds_data_dir))
     console.print_result(result, json_mode=json, title="predict-frames --rollout")

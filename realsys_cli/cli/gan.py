@@ -7,36 +7,24 @@ from typing import Annotated
 
 import typer
 
-from realsys_cli.cli.options import (
-    ConfigOpt,
-    DataDirOpt,
-    JsonOpt,
-    NoDownloadOpt,
-    SeedOpt,
-    SetOpt,
-    TfdsDirOpt,
-    WorkdirOpt,
-    handle_errors,
-)
+from realsys_cli.cli import options as opt
 
 JudgeOpt = Annotated[Path | None, typer.Option(
-    "--judge", help="A train-classifier workdir on the same dataset, whose features FID is "
+    "--judge", help="A train-classifier run on the same dataset, whose features FID is "
     "measured on (default: train one into WORKDIR/judge first).")]
 
 
-def register(app: typer.Typer) -> None:
-    app.command("train-gan")(train_gan)
-    app.command("sample")(sample)
 
-
-@handle_errors
+@opt.handle_errors
 def train_gan(
     *,
     dataset: Annotated[str | None, typer.Option(
         "--dataset", "-d", help="digits | shapes | shapes/size=32 | a TFDS name | a label for "
         "--data-dir. Images of 28, 32 or 64 px (--set image_size=... resizes).")] = None,
-    epochs: Annotated[int | None, typer.Option("--epochs", "-e", min=1)] = None,
-    batch_size: Annotated[int | None, typer.Option("--batch-size", "-b", min=1)] = None,
+    steps: opt.StepsOpt = None,
+    epochs: Annotated[int | None, typer.Option(
+        "--epochs", "-e", min=1, help="Epochs to train (default 5).")] = None,
+    batch_size: opt.BatchSizeOpt = None,
     learning_rate: Annotated[float | None, typer.Option(
         "--lr", help="Adam learning rate of both nets (paper: 2e-4).")] = None,
     latent_dim: Annotated[int | None, typer.Option(
@@ -44,47 +32,57 @@ def train_gan(
     latent: Annotated[str | None, typer.Option(
         "--latent", help="z distribution: uniform (U(-1, 1), the paper's) or normal.")] = None,
     judge: JudgeOpt = None,
-    seed: SeedOpt = None,
-    data_dir: DataDirOpt = None,
-    tfds_data_dir: TfdsDirOpt = None,
-    no_download: NoDownloadOpt = False,
-    config: ConfigOpt = None,
-    set_: SetOpt = None,
-    workdir: WorkdirOpt = None,
-    json: JsonOpt = False,
+    seed: opt.SeedOpt = None,
+    data_dir: opt.DataDirOpt = None,
+    tfds_data_dir: opt.TfdsDirOpt = None,
+    no_download: opt.NoDownloadOpt = False,
+    config: opt.ConfigOpt = None,
+    set_: opt.SetOpt = None,
+    print_config: opt.PrintConfigOpt = False,
+    workdir: opt.WorkdirOpt = None,
+    coordinator_address: opt.CoordinatorOpt = None,
+    num_processes: opt.NumProcessesOpt = 1,
+    process_id: opt.ProcessIdOpt = 0,
+    json: opt.JsonOpt = False,
 ) -> None:
     """Train a DCGAN; report FID, its real-vs-real floor and class coverage at the end."""
     from realsys_cli.xla_flags import use_training_flags
 
     use_training_flags()
     from realsys_cli import console
-    from realsys_cli.cli.classifier import default_workdir
     from realsys_cli.config import resolve_config
     from realsys_cli.gan.config import GanConfig
-    from realsys_cli.gan.train import train_and_evaluate
 
     cfg = resolve_config(
         GanConfig, config_file=config, set_items=set_,
-        options={"dataset": dataset, "num_epochs": epochs, "batch_size": batch_size,
-                 "learning_rate": learning_rate, "latent_dim": latent_dim,
-                 "latent_distribution": latent, "seed": seed,
-                 "judge": str(judge) if judge else None,
-                 "data_dir": str(data_dir) if data_dir else None,
-                 "tfds_data_dir": str(tfds_data_dir) if tfds_data_dir else None},
+        options={"dataset": dataset, "max_steps": steps, "num_epochs": epochs,
+                 "batch_size": batch_size, "learning_rate": learning_rate,
+                 "latent_dim": latent_dim, "latent_distribution": latent, "seed": seed,
+                 "judge": opt.path_or_none(judge), "data_dir": opt.path_or_none(data_dir),
+                 "tfds_data_dir": opt.path_or_none(tfds_data_dir)},
     )
-    workdir = workdir or default_workdir("train-gan", cfg.dataset)
+    if print_config:
+        from realsys_cli.cli.printing import print_config as print_resolved
+
+        print_resolved(cfg, command="train-gan", json_mode=json)
+        return
+    from realsys_cli.gan.train import train_and_evaluate
+
+    workdir = workdir or opt.default_workdir("train-gan", cfg.dataset)
     console.note(f"workdir: {workdir}")
-    result = train_and_evaluate(cfg, workdir, progress=console.progress_reporter(json_mode=json))
-    console.print_result(result, json_mode=json, title="train-gan")
+    opt.run_trainer(train_and_evaluate, cfg, workdir, coordinator_address=coordinator_address,
+                    num_processes=num_processes, process_id=process_id, json=json,
+                    title="train-gan")
 
 
-@handle_errors
+@opt.handle_errors
 def sample(
     *,
-    workdir: Annotated[Path, typer.Option("--workdir", "-w", help="A train-gan run.")],
-    n: Annotated[int | None, typer.Option(
-        "-n", "--num", min=1, help="Images in the grid (default 64), or walks (default 8).")]
-    = None,
+    from_: Annotated[Path | None, typer.Option(
+        "--from", help="The train-gan run to sample.")] = None,
+    count: Annotated[int | None, typer.Option(
+        "--count", "-n", min=1, help="Images in the grid (default 64), walks (default 8), or "
+        "images per class row (default 8).")] = None,
     out: Annotated[Path | None, typer.Option(
         "--out", "-o", help="Output file (default grid.png; walk.gif with --interpolate; a "
         ".png walk is a strip, one walk per row).")] = None,
@@ -100,7 +98,7 @@ def sample(
     = False,
     by_class: Annotated[bool, typer.Option(
         "--by-class", help="One row per class: the samples the judge labels it most surely "
-        "(-n per row, of --samples).")] = False,
+        "(--count per row, of --samples).")] = False,
     judge: JudgeOpt = None,
     samples: Annotated[int | None, typer.Option(
         "--samples", min=2, help="Samples for --score (default: the run's fid_samples) or "
@@ -110,30 +108,36 @@ def sample(
     = False,
     seed: Annotated[int | None, typer.Option(
         "--seed", help="Draw a new z (default: the training's fixed z).")] = None,
-    json: JsonOpt = False,
+    json: opt.JsonOpt = False,
+    workdir: opt.OldWorkdirOpt = None,
+    num: Annotated[int | None, typer.Option(
+        "--num", min=1, hidden=True, help="Deprecated spelling of --count.")] = None,
 ) -> None:
     """Samples of a trained generator: a grid, a latent walk, the samples per class, or its
     quality report."""
     from realsys_cli import console
     from realsys_cli.gan import sample as sample_lib
 
+    run = opt.required(opt.renamed(from_, workdir, new="--from", old="--workdir/-w"),
+                       option="'--from'", what="the train-gan run to sample")
+    n = opt.renamed(count, num, new="--count/-n", old="--num")
+    judge_run = opt.path_or_none(judge)
     if score:
-        result = sample_lib.score(workdir, judge=str(judge) if judge else None,
-                                  num_samples=samples, best=best)
+        result = sample_lib.score(run, judge=judge_run, num_samples=samples, best=best)
         console.print_result(result, json_mode=json, title="sample --score")
         return
     if by_class:
         result = sample_lib.samples_by_class(
-            workdir, n=n or 8, out=out or Path("classes.png"), num_samples=samples or 1000,
-            judge=str(judge) if judge else None, seed=seed, best=best)
+            run, n=n or 8, out=out or Path("classes.png"), num_samples=samples or 1000,
+            judge=judge_run, seed=seed, best=best)
         console.print_result(result, json_mode=json, title="sample --by-class")
         return
     if interpolate:
         out = out or Path("walk.gif")
         result = sample_lib.latent_walk(
-            workdir, n=n or 8, out=out, frames=frames, seed=seed, best=best,
+            run, n=n or 8, out=out, frames=frames, seed=seed, best=best,
             points=points or (5 if out.suffix.lower() == ".gif" else 2))
     else:
-        result = sample_lib.sample_grid(workdir, n=n or 64, out=out or Path("grid.png"),
+        result = sample_lib.sample_grid(run, n=n or 64, out=out or Path("grid.png"),
                                         seed=seed, best=best)
     console.print_result(result, json_mode=json, title="sample")

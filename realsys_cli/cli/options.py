@@ -1,32 +1,97 @@
-"""Options shared by several commands, defined once, and the error edge of every command."""
+"""Options shared by several commands, defined once, and the error edge of every command.
+
+The grammar every command follows (README, "How every command behaves"):
+
+- `--workdir/-w` is the run the command writes: it creates it, or resumes it when it exists.
+- A run the command only reads is named for what it is: `--classifier/-C` (a train-classifier
+  run), `--from` (a train-gan run), `--judge`, `--also-check`.
+- A short flag means one option in every command (tests/test_cli.py walks the command tree).
+- Every trainer takes `--steps` (total optimizer steps) and `--epochs`, `--seed`, `--config`,
+  `--set`, `--print-config` and `--json`.
+- A renamed option keeps its old spelling, hidden, for one release: it works and says on stderr
+  what to write instead.
+"""
 
 from __future__ import annotations
 
 import functools
 import os
-import sys
+import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 
+T = TypeVar("T")
+
+# ------------------------------------------------------------------------------------ output
 JsonOpt = Annotated[
     bool, typer.Option("--json", help="Print exactly one JSON object on stdout (no progress).")
 ]
+
+# ------------------------------------------------------------------------------------ config
 ConfigOpt = Annotated[
-    Path | None, typer.Option("--config", "-c", help="A recipe file (TOML) from configs/.")
+    Path | None,
+    typer.Option("--config", "-c", help="A recipe (TOML): a file, or the name of one in "
+                 "configs/ (lenet_digits, ...)."),
 ]
 SetOpt = Annotated[
     list[str] | None,
     typer.Option("--set", "-s", metavar="KEY=VALUE",
                  help="Override a config field: --set key=value (repeatable)."),
 ]
+PrintConfigOpt = Annotated[
+    bool,
+    typer.Option("--print-config", help="Print the resolved config as TOML (for --config; with "
+                 "--json as JSON) and exit: nothing is trained or written."),
+]
+
+# -------------------------------------------------------------------------------------- runs
 WorkdirOpt = Annotated[
     Path | None,
-    typer.Option("--workdir", "-w", help="Run directory (default: runs/<command>-<time>)."),
+    typer.Option("--workdir", "-w", help="The run to write; an existing one is resumed "
+                 "(default: runs/<command>-<dataset>-...-<time>)."),
 ]
+ClassifierRunOpt = Annotated[
+    Path | None,
+    typer.Option("--classifier", "-C", help="The train-classifier run to read."),
+]
+OldWorkdirOpt = Annotated[  # what --classifier / --from were called until this release
+    Path | None,
+    typer.Option("--workdir", "-w", hidden=True, help="Deprecated spelling of the run read."),
+]
+
+# ------------------------------------------------------------------------------ training length
+StepsOpt = Annotated[
+    int | None,
+    typer.Option("--steps", min=1, help="Total optimizer steps (config max_steps; wins over "
+                 "--epochs)."),
+]
+EpochsOpt = Annotated[
+    int | None,
+    typer.Option("--epochs", "-e", min=1, help="Epochs to train (config num_epochs)."),
+]
+BatchSizeOpt = Annotated[
+    int | None,
+    typer.Option("--batch-size", "-b", min=1, help="Global batch size, over all devices."),
+]
+LearningRateOpt = Annotated[float | None, typer.Option("--lr", help="Learning rate.")]
+SeedOpt = Annotated[int | None, typer.Option("--seed", help="Random seed.")]
+Bf16Opt = Annotated[bool, typer.Option("--bf16", help="bfloat16 compute (mixed precision).")]
+
+# ------------------------------------------------------------------------- multi-process runs
+CoordinatorOpt = Annotated[
+    str | None, typer.Option("--coordinator-address", help="Multi-process training: HOST:PORT "
+                             "of process 0.")
+]
+NumProcessesOpt = Annotated[int, typer.Option("--num-processes", min=1,
+                                              help="Number of processes.")]
+ProcessIdOpt = Annotated[int, typer.Option("--process-id", min=0,
+                                           help="This process's index.")]
+
+# -------------------------------------------------------------------------------------- data
 TfdsDirOpt = Annotated[
     Path | None,
     typer.Option(
@@ -37,7 +102,6 @@ DataDirOpt = Annotated[
     Path | None,
     typer.Option("--data-dir", help="A local image folder ROOT/{train,val,test}/<class>/*.jpg."),
 ]
-SeedOpt = Annotated[int | None, typer.Option("--seed", help="Random seed.")]
 
 
 def _forbid_downloads(value: bool) -> bool:
@@ -55,6 +119,50 @@ NoDownloadOpt = Annotated[
 ]
 
 
+def path_or_none(path: Path | None) -> str | None:
+    """A path option as the config field (a string) holds it."""
+    return str(path) if path else None
+
+
+def default_workdir(command: str, *parts: str) -> Path:
+    """runs/<command>-<part>-...-<time>, the run a command writes when --workdir is not given."""
+    from realsys_cli.config import default_runs_dir
+
+    label = "-".join(p.replace("/", "_").replace("=", "").replace(",", "_") for p in parts if p)
+    return default_runs_dir() / f"{command}-{label}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+# --------------------------------------------------------------------- usage and old spellings
+class UsageError(typer.BadParameter):
+    """A usage error found after parsing: Typer shows it and exits 2, as for its own."""
+
+    def format_message(self) -> str:
+        return self.message
+
+
+def deprecated(old: str, new: str) -> None:
+    from realsys_cli import console
+
+    console.warning(f"{old} is deprecated and goes away in the next release; use {new}")
+
+
+def renamed(value: T | None, old_value: T | None, *, new: str, old: str) -> T | None:
+    """An option given by its name, or by the hidden name it had until this release."""
+    if old_value is None:
+        return value
+    if value is not None:
+        raise UsageError(f"{old} is the old spelling of {new}: give only {new}")
+    deprecated(old, new)
+    return old_value
+
+
+def required(value: T | None, *, option: str, what: str) -> T:
+    if value is None:
+        raise UsageError(f"Missing option {option}: {what}.")
+    return value
+
+
+# ---------------------------------------------------------------------------------- the edge
 def debug_enabled() -> bool:
     return os.environ.get("REALSYS_DEBUG", "") not in ("", "0")
 
@@ -73,7 +181,7 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 
         try:
             return fn(*args, **kwargs)
-        except (typer.Exit, typer.Abort, KeyboardInterrupt, SystemExit):
+        except (typer.Exit, typer.Abort, typer.TyperException, KeyboardInterrupt, SystemExit):
             raise
         except RealsysError as e:
             if debug_enabled():
@@ -96,5 +204,19 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def stderr_is_terminal() -> bool:
-    return sys.stderr.isatty()
+def run_trainer(train: Callable[..., dict[str, Any]], cfg: Any, workdir: Path, *,
+                coordinator_address: str | None, num_processes: int, process_id: int,
+                json: bool, title: str) -> None:
+    """Every trainer's last lines: join the other processes (if any), train, print the result.
+    Native libraries print to fd 1 under several processes (gloo): that goes to stderr."""
+    from contextlib import nullcontext
+
+    from realsys_cli import console
+    from realsys_cli.training.distributed import ClusterSpec
+
+    cluster = ClusterSpec(coordinator_address, num_processes, process_id)
+    quiet_native = console.native_stdout_to_stderr() if num_processes > 1 else nullcontext()
+    with quiet_native:
+        result = train(cfg, workdir, cluster=cluster,
+                       progress=console.progress_reporter(json_mode=json))
+        console.print_result(result, json_mode=json, title=title)

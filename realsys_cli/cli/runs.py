@@ -7,19 +7,15 @@ from typing import Annotated
 
 import typer
 
-from realsys_cli.cli.options import JsonOpt, handle_errors
+from realsys_cli.cli import options as opt
 
 
-def register(app: typer.Typer) -> None:
-    app.command("runs")(runs)
-
-
-@handle_errors
+@opt.handle_errors
 def runs(
     *,
     directory: Annotated[Path | None, typer.Option(
         "--dir", help="Where the runs are (default: $REALSYS_RUNS_DIR or ./runs).")] = None,
-    json: JsonOpt = False,
+    json: opt.JsonOpt = False,
 ) -> None:
     """The runs: command, dataset, model, status (running / finished / interrupted / failed),
     last step and headline metric."""

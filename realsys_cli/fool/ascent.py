@@ -30,7 +30,8 @@ import numpy as np
 
 from realsys_cli.fool.config import FoolConfig
 from realsys_cli.fool.result import NEVER, Fooled, at_least, milestones, record
-from realsys_cli.fool.target import FrozenClassifier, quantise, to_uint8
+from realsys_cli.fool.target import FrozenClassifier, quantise
+from realsys_cli.pictures import to_uint8
 from realsys_cli.progress import SILENT, Progress
 
 CHECK_EVERY_STEPS = 10  # how often the host asks whether every image is done
@@ -155,7 +156,7 @@ def ascend(net: FrozenClassifier, targets: np.ndarray, cfg: FoolConfig, *,
 
 def _finish(net: FrozenClassifier, state: dict[str, jax.Array], n: int,
             interrupted: bool) -> Fooled:
-    images = to_uint8(state["x"][:n])
+    images = to_uint8(np.asarray(state["x"][:n]))
     probs = net.predict(images)  # the saved uint8 images, scored again
     targets = np.asarray(state["targets"][:n])
     return Fooled(

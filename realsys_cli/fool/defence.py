@@ -107,7 +107,7 @@ def _round_summary(r: int, net: FrozenClassifier, fooled: Fooled, cfg: FoolConfi
         "success_rate": float(np.mean(passes(fooled.confidences, cfg.confidence))),
         "median_fooling_probability": (float(np.median(fooling_p)) if fooling_p is not None
                                        else None),
-        "test_accuracy": trained["test_accuracy"] if trained else None,
+        "eval_accuracy": trained["eval_accuracy"] if trained else None,
         "images": len(fooled),
     }
 

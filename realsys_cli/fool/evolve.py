@@ -29,7 +29,8 @@ import numpy as np
 
 from realsys_cli.fool.config import THRESHOLDS, FoolConfig
 from realsys_cli.fool.result import NEVER, Fooled, at_least, record
-from realsys_cli.fool.target import FrozenClassifier, quantise, to_uint8
+from realsys_cli.fool.target import FrozenClassifier, quantise
+from realsys_cli.pictures import to_uint8
 from realsys_cli.progress import SILENT, Progress
 
 CHECK_EVERY_GENERATIONS = 5
@@ -211,7 +212,8 @@ def evolve(net: FrozenClassifier, targets: list[int], cfg: FoolConfig, *,
                         break
             except KeyboardInterrupt:
                 interrupted = True
-            images = to_uint8(render(jax.tree.map(lambda a: a[chosen], archive["genomes"])))
+            genomes = jax.tree.map(lambda a: a[chosen], archive["genomes"])
+            images = to_uint8(np.asarray(render(genomes)))
             probs = net.predict(images)
             done_at = np.asarray(archive["done_at"])[chosen]
             parts.append(Fooled(

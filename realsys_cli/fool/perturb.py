@@ -26,7 +26,8 @@ import numpy as np
 
 from realsys_cli.fool.config import FoolConfig
 from realsys_cli.fool.result import NEVER, Fooled, milestones, record
-from realsys_cli.fool.target import FrozenClassifier, quantise, to_uint8
+from realsys_cli.fool.target import FrozenClassifier, quantise
+from realsys_cli.pictures import to_uint8
 from realsys_cli.progress import SILENT, Progress
 
 log = logging.getLogger("realsys")
@@ -107,7 +108,7 @@ def perturb(net: FrozenClassifier, targets: np.ndarray, test_images: np.ndarray,
                     state = step(net.weights, state, jnp.asarray(t, jnp.int32))
             except KeyboardInterrupt:
                 interrupted = True
-            images = to_uint8(state["x"][:n])
+            images = to_uint8(np.asarray(state["x"][:n]))
             probs = net.predict(images)
             parts.append(Fooled(
                 images=images, targets=chunk_t[:n], confidences=probs[np.arange(n), chunk_t[:n]],

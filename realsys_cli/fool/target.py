@@ -33,10 +33,6 @@ def quantise(x: jax.Array) -> jax.Array:
     return x + jax.lax.stop_gradient(jnp.round(x * 255.0) / 255.0 - x)
 
 
-def to_uint8(x: np.ndarray | jax.Array) -> np.ndarray:
-    return np.round(np.clip(np.asarray(x), 0.0, 1.0) * 255.0).astype(np.uint8)
-
-
 @dataclasses.dataclass(frozen=True)
 class FrozenClassifier:
     """A trained classifier's graph, weights and input facts."""
@@ -116,7 +112,7 @@ def latest_classifier_run(runs_dir: Path) -> Path:
     if not candidates:
         raise CheckpointError(
             f"no trained classifier found under {runs_dir}; train one first "
-            "(`realsys train-classifier`) or pass --workdir"
+            "(`realsys train-classifier`) or pass --classifier"
         )
     return max(candidates, key=lambda p: (p / "config.json").stat().st_mtime)
 

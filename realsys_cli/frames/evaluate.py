@@ -17,14 +17,12 @@ import jax
 import numpy as np
 from flax import nnx
 
-from realsys_cli.config import read_run_config
 from realsys_cli.data import pipeline
-from realsys_cli.errors import CheckpointError
 from realsys_cli.frames import metrics, setup
 from realsys_cli.frames.config import FramesConfig
 from realsys_cli.frames.steps import FramesSteps, init_state
 from realsys_cli.training import distributed
-from realsys_cli.training.checkpoint import Checkpointer
+from realsys_cli.training.run import load_run
 
 
 def evaluate_state(eval_step: Any, params: Any, rest: Any, source: Sequence, *,
@@ -90,26 +88,23 @@ class TrainedPredictor:
 
 
 def load_trained(workdir: str | Path, *, best: bool = True) -> TrainedPredictor:
-    workdir = Path(workdir)
-    cfg = read_run_config(workdir, FramesConfig, command="predict-frames",
-                          markers=("hidden_channels", "output_frames"),
-                          hint=f"; train one first with `realsys predict-frames --workdir {workdir}`")
-    checkpointer = Checkpointer(workdir)
-    use_best = best and checkpointer.read_meta(best=True) is not None
-    meta = checkpointer.read_meta(best=use_best)
-    if meta is None:
-        raise CheckpointError(f"{workdir} has no checkpoint yet (was training interrupted before "
-                              "the first one?); rerun the training command to resume it")
-    frame_shape = tuple(int(v) for v in meta["frame_shape"])
-    channels = frame_shape[2]
-    # Shapes only (as classifier.evaluate.load_trained): no weights drawn to be overwritten.
-    model = nnx.eval_shape(lambda: setup.make_model(cfg, channels))
-    discriminator = nnx.eval_shape(lambda: setup.make_discriminator(cfg, channels))
-    steps = setup.make_steps(cfg, model, total_steps=1, discriminator=discriminator)
-    template = jax.eval_shape(lambda: init_state(
-        setup.make_model(cfg, channels), steps.tx, cfg.seed,
-        discriminator=setup.make_discriminator(cfg, channels), d_tx=steps.d_tx))
-    state, meta = checkpointer.restore(template, best=use_best)
-    checkpointer.close()
-    return TrainedPredictor(workdir, cfg, frame_shape, steps, state,  # type: ignore[arg-type]
-                            int(meta["step"]), "best" if use_best else "latest")
+    """The predictor in `workdir`: its best checkpoint (lowest MSE) when it has one and
+    `best`, else the latest."""
+
+    def build(cfg: FramesConfig, meta: dict[str, Any]) -> tuple[FramesSteps, Any]:
+        channels = int(meta["frame_shape"][2])
+        # Shapes only (as classifier.evaluate.load_trained): no weights drawn to be overwritten.
+        model = nnx.eval_shape(lambda: setup.make_model(cfg, channels))
+        discriminator = nnx.eval_shape(lambda: setup.make_discriminator(cfg, channels))
+        steps = setup.make_steps(cfg, model, total_steps=1, discriminator=discriminator)
+        return steps, jax.eval_shape(lambda: init_state(
+            setup.make_model(cfg, channels), steps.tx, cfg.seed,
+            discriminator=setup.make_discriminator(cfg, channels), d_tx=steps.d_tx))
+
+    run = load_run(workdir, FramesConfig, command="predict-frames",
+                   markers=("hidden_channels", "output_frames"), build=build,
+                   prefer="best" if best else "latest",
+                   hint=f"; train one first with `realsys predict-frames --workdir {workdir}`")
+    frame_shape = tuple(int(v) for v in run.meta["frame_shape"])
+    return TrainedPredictor(run.workdir, run.cfg, frame_shape, run.steps,  # type: ignore[arg-type]
+                            run.state, run.step, run.checkpoint)

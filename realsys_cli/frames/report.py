@@ -67,10 +67,6 @@ def sample_predictions(steps: FramesSteps, state: dict[str, Any], data: Dataset,
     return clips[:, :n_in], clips[:, n_in : n_in + n_out], np.asarray(pred)
 
 
-def to_uint8(frames: np.ndarray) -> np.ndarray:
-    return np.clip(np.rint(np.asarray(frames) * 255.0), 0, 255).astype(np.uint8)
-
-
 def save_predictions(out: str | Path, observed: np.ndarray, truth: np.ndarray,
                      pred: np.ndarray) -> None:
     """Per clip three rows: observed t=-9..0, truth t=1..T, predicted t=1..T."""
@@ -78,7 +74,7 @@ def save_predictions(out: str | Path, observed: np.ndarray, truth: np.ndarray,
     columns = max(n_in, n_out)
     cells, labels = [], []
     blank = np.zeros_like(observed[0, 0])
-    for obs, true, guess in zip(observed, truth, to_uint8(pred)):
+    for obs, true, guess in zip(observed, truth, pictures.to_uint8(pred)):
         rows = (("in", obs, range(1 - n_in, 1)), ("true", true, range(1, n_out + 1)),
                 ("pred", guess, range(1, n_out + 1)))
         for name, frames, times in rows:

@@ -27,7 +27,6 @@ from realsys_cli.errors import ConfigError
 from realsys_cli.frames import metrics as frame_metrics
 from realsys_cli.frames import setup
 from realsys_cli.frames.evaluate import TrainedPredictor, load_trained
-from realsys_cli.frames.report import to_uint8
 
 MAX_ROLLOUT = 200
 
@@ -48,7 +47,7 @@ def movie_frames(observed: np.ndarray, truth: np.ndarray, pred: np.ndarray, *,
     """
     n, n_in = observed.shape[:2]
     n_true, n_pred = truth.shape[1], pred.shape[1]
-    guess = to_uint8(pred)
+    guess = pictures.to_uint8(pred)
     black = np.zeros_like(observed[0, 0])
     grey = np.full_like(observed[0, 0], 64)
     out = []

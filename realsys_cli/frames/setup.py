@@ -14,9 +14,9 @@ from flax import nnx
 from realsys_cli.data.dataset import Dataset, open_dataset
 from realsys_cli.errors import ConfigError, DatasetError
 from realsys_cli.frames.config import FramesConfig
-from realsys_cli.frames.discriminator import FrameDiscriminator
 from realsys_cli.frames.steps import FramesSteps
 from realsys_cli.models.convlstm import ConvLSTMPredictor
+from realsys_cli.models.frame_discriminator import FrameDiscriminator
 from realsys_cli.training import optim
 
 

@@ -47,10 +47,6 @@ def init_state(model: nnx.Module, tx: optax.GradientTransformation, seed: int, *
     return state
 
 
-def count_params(state: dict[str, Any], key: str = "params") -> int:
-    return int(sum(x.size for x in jax.tree.leaves(state.get(key, {}))))
-
-
 def to_unit(video: jax.Array) -> jax.Array:
     """uint8 frames -> float32 in [0, 1]."""
     return video.astype(jnp.float32) / 255.0
@@ -97,8 +93,8 @@ class FramesSteps:
             return model.predict_all(observed, horizon, truth=truth, teacher=teacher)
         return model(observed, horizon, truth=truth, teacher=teacher)
 
-    def _judge(self, d_params: Any, d_rest: Any, condition: jax.Array,
-               frames: jax.Array) -> jax.Array:
+    def _discriminate(self, d_params: Any, d_rest: Any, condition: jax.Array,
+                      frames: jax.Array) -> jax.Array:
         """condition (B, H, W, C), frames (B, T, H, W, C) -> patch logits (B * T, h, w)."""
         d = nnx.merge(self.d_graphdef, d_params, d_rest, copy=True)
         b, t = frames.shape[:2]
@@ -155,8 +151,9 @@ class FramesSteps:
                     terms["observed_loss"] = seen
                 if self.adversarial:
                     pred = jax.nn.sigmoid(logits)
-                    judged = self._judge(d_params, state["d_rest"], observed[:, -1], pred)
-                    adv = optax.sigmoid_binary_cross_entropy(judged, jnp.ones_like(judged)).mean()
+                    d_logits = self._discriminate(d_params, state["d_rest"], observed[:, -1], pred)
+                    adv = optax.sigmoid_binary_cross_entropy(d_logits,
+                                                             jnp.ones_like(d_logits)).mean()
                     gdl = gradient_difference(pred, truth)
                     total = total + self.adversarial_weight * adv + self.gdl_weight * gdl
                     terms.update(reconstruction=recon, g_adversarial=adv, gdl=gdl)
@@ -180,8 +177,8 @@ class FramesSteps:
                               new_state: dict[str, Any]) -> tuple[Any, dict[str, jax.Array]]:
         """One Adam step of the discriminator: real frames -> 1, predicted frames -> 0."""
         def d_loss_fn(d_params: Any):
-            real = self._judge(d_params, state["d_rest"], condition, truth)
-            made = self._judge(d_params, state["d_rest"], condition, fake)
+            real = self._discriminate(d_params, state["d_rest"], condition, truth)
+            made = self._discriminate(d_params, state["d_rest"], condition, fake)
             loss = (optax.sigmoid_binary_cross_entropy(real, jnp.ones_like(real)).mean()
                     + optax.sigmoid_binary_cross_entropy(made, jnp.zeros_like(made)).mean())
             return loss, (jax.nn.sigmoid(real).mean(), jax.nn.sigmoid(made).mean())

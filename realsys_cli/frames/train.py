@@ -25,12 +25,13 @@ from realsys_cli.errors import CheckpointError
 from realsys_cli.frames import report, setup
 from realsys_cli.frames.config import RESUMABLE_CHANGES, FramesConfig
 from realsys_cli.frames.evaluate import evaluate_state, headline
-from realsys_cli.frames.steps import FramesSteps, count_params, init_state
+from realsys_cli.frames.steps import FramesSteps, init_state
+from realsys_cli.models import count_params
 from realsys_cli.progress import SILENT, Progress
 from realsys_cli.training import distributed, run_status
-from realsys_cli.training.checkpoint import Checkpointer
+from realsys_cli.training.distributed import ClusterSpec
 from realsys_cli.training.loop import LoopSpec, run_loop
-from realsys_cli.training.metrics import MetricsLog
+from realsys_cli.training.run import start_or_resume
 
 log = logging.getLogger("realsys")
 
@@ -71,15 +72,20 @@ class FramesJob:
 
 
 def train_and_evaluate(cfg: FramesConfig, workdir: str | Path, *,
+                       cluster: ClusterSpec = ClusterSpec(),
                        progress: Progress = SILENT) -> dict[str, Any]:
     # ---------------------------------------------------------------- data and input pipeline
+    distributed.initialize(cluster)
     workdir = Path(workdir)
     local_batch = distributed.check_batch_size(cfg.batch_size)
-    dataset = setup.open_video_dataset(cfg.dataset, cfg.tfds_data_dir)
+    dataset = distributed.first_on_process_zero(
+        lambda: setup.open_video_dataset(cfg.dataset, cfg.tfds_data_dir), "dataset-prepared")
     frame_shape = setup.check_frames(cfg, dataset)
     eval_data = dataset
     if cfg.eval_dataset:
-        eval_data = setup.open_video_dataset(cfg.eval_dataset, cfg.tfds_data_dir)
+        eval_data = distributed.first_on_process_zero(
+            lambda: setup.open_video_dataset(cfg.eval_dataset, cfg.tfds_data_dir),
+            "eval-dataset-prepared")
         if setup.check_frames(cfg, eval_data) != frame_shape:
             raise CheckpointError(f"{cfg.eval_dataset} has frames of another shape than "
                                   f"{cfg.dataset} {frame_shape}")
@@ -89,32 +95,23 @@ def train_and_evaluate(cfg: FramesConfig, workdir: str | Path, *,
     total_steps = cfg.max_steps or cfg.num_epochs * steps_per_epoch
 
     # ------------------------------------------------------------------------------- resume?
-    checkpointer = Checkpointer(workdir, max_to_keep=cfg.checkpoints_to_keep)
-    meta = checkpointer.read_meta() if checkpointer.latest_step() is not None else None
-    if meta is not None:
-        config_lib.check_resumable(meta["config"], cfg, workdir, RESUMABLE_CHANGES)
-    config_lib.write_config(cfg, workdir)
+    run = start_or_resume(workdir, cfg, resumable=RESUMABLE_CHANGES,
+                          max_to_keep=cfg.checkpoints_to_keep)
 
     # ------------------------------------------------------------------ model and optimizer
     model = setup.make_model(cfg, frame_shape[2])
     discriminator = setup.make_discriminator(cfg, frame_shape[2])
     steps = setup.make_steps(cfg, model, total_steps, discriminator)
     state = init_state(model, steps.tx, cfg.seed, discriminator=discriminator, d_tx=steps.d_tx)
-    num_params, d_params = count_params(state), count_params(state, "d_params")
+    num_params, d_params = count_params(state["params"]), count_params(state.get("d_params", {}))
     mesh = distributed.data_mesh()
     batches = pipeline.train_batches(train_source, batch_size=local_batch, seed=cfg.seed,
                                      shard=shard)
-    start_step = 0
-    if meta is not None:
-        state, meta = checkpointer.restore(jax.eval_shape(lambda: state))
-        start_step = int(meta["step"])
-        batches.set_state(meta["data_state"])
-        log.info("resuming %s from step %d (epoch %.2f)", workdir, start_step,
-                 start_step / steps_per_epoch)
+    state, start_step = run.restore(state, batches, steps_per_epoch)
     state = distributed.replicate(state, mesh)
     job = FramesJob(steps, cfg, eval_data, frame_shape, mesh)
-    metrics_log = MetricsLog(workdir)
-    metrics_log.truncate_after(start_step)
+    metrics_log = run.metrics_log(start_step)
+    checkpointer = run.checkpointer
 
     # -------------------------------------------------------------------------------- train
     spec = LoopSpec(total_steps=total_steps, steps_per_epoch=steps_per_epoch,
@@ -129,14 +126,16 @@ def train_and_evaluate(cfg: FramesConfig, workdir: str | Path, *,
     checkpointer.close()
 
     # ------------------------------------------------------------------ results and pictures
-    observed, truth, pred = report.sample_predictions(steps, result.state, eval_data, cfg)
-    report.save_predictions(workdir / "predictions.png", observed, truth, pred)
-    report.save_horizon(workdir / "horizon.png", scores, title=(
-        f"trained on {dataset.name} for {result.step} steps; scored on {scores['count']} "
-        f"{eval_data.name} {eval_data.eval_split} clips"))
-    records = metrics_log.read()
-    if records:
-        report.save_curves(records, workdir / "curves.png")
+    writer = jax.process_index() == 0  # every process has the same scores; one writes them
+    if writer:
+        observed, truth, pred = report.sample_predictions(steps, result.state, eval_data, cfg)
+        report.save_predictions(workdir / "predictions.png", observed, truth, pred)
+        report.save_horizon(workdir / "horizon.png", scores, title=(
+            f"trained on {dataset.name} for {result.step} steps; scored on {scores['count']} "
+            f"{eval_data.name} {eval_data.eval_split} clips"))
+        records = metrics_log.read()
+        if records:
+            report.save_curves(records, workdir / "curves.png")
     summary = {
         "dataset": dataset.name,
         "eval_dataset": eval_data.name,
@@ -154,8 +153,10 @@ def train_and_evaluate(cfg: FramesConfig, workdir: str | Path, *,
         "train_seconds": round(train_seconds, 2),
         "train_steps_per_second": round(result.steady_images_per_second / cfg.batch_size, 4),
         "devices": jax.device_count(),
+        "processes": jax.process_count(),
         "workdir": str(workdir),
     }
-    (workdir / "horizon.json").write_text(json.dumps(scores, indent=1) + "\n")
-    run_status.write_result(workdir, summary)
+    if writer:
+        (workdir / "horizon.json").write_text(json.dumps(scores, indent=1) + "\n")
+        run_status.write_result(workdir, summary)
     return summary

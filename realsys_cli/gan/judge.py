@@ -37,7 +37,7 @@ class Judge:
 
     trained: TrainedClassifier
     trained_here: bool  # True when train-gan trained it (and said so)
-    test_accuracy: float | None
+    eval_accuracy: float | None  # on the classifier run's evaluation split
 
     def __post_init__(self) -> None:
         steps = self.trained.steps
@@ -65,7 +65,7 @@ class Judge:
         return {"workdir": str(t.workdir), "model": t.cfg.model, "dataset": t.cfg.dataset,
                 "checkpoint": f"{t.checkpoint} (step {t.step})",
                 "layer": f"{t.cfg.model}.features: penultimate layer, {self.feature_dim} numbers",
-                "test_accuracy": self.test_accuracy, "trained_by_train_gan": self.trained_here}
+                "eval_accuracy": self.eval_accuracy, "trained_by_train_gan": self.trained_here}
 
     def features_and_probs(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """uint8 (N, S, S, C) -> features (N, D) float64 and probabilities (N, K)."""
@@ -98,7 +98,8 @@ class Judge:
 def _accuracy(workdir: Path) -> float | None:
     path = workdir / "result.json"
     if path.exists():
-        return json.loads(path.read_text()).get("test_accuracy")
+        result = json.loads(path.read_text())
+        return result.get("eval_accuracy", result.get("test_accuracy"))  # runs from before the rename
     return None
 
 
@@ -147,6 +148,6 @@ def find_or_train_judge(
                            model=model, image_size=image_size, resize_size=image_size,
                            num_epochs=epochs, batch_size=batch_size, seed=seed)
     result = train_and_evaluate(cfg, target, progress=progress)
-    log.info("judge trained in %.0f s: test accuracy %.4f", result["train_seconds"],
-             result["test_accuracy"])
+    log.info("judge trained in %.0f s: %s accuracy %.4f", result["train_seconds"],
+             result["eval_split"], result["eval_accuracy"])
     return load_judge(target, trained_here=True)

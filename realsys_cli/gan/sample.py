@@ -1,11 +1,11 @@
 """`realsys sample`: a trained generator's samples, latent walks, and its quality report.
 
-    realsys sample --workdir W -n 64 --out grid.png     an 8x8 grid (by default from the same
+    realsys sample --from W -n 64 --out grid.png        an 8x8 grid (by default from the same
                                                         fixed z as samples/epoch_NNN.png)
-    realsys sample --workdir W --interpolate            walk.gif: n walks through random points
-    realsys sample --workdir W --interpolate --out walk.png   the same walks as a strip PNG
-    realsys sample --workdir W --score                  FID, floor, class coverage (train-gan's)
-    realsys sample --workdir W --by-class               classes.png: per class, the samples the
+    realsys sample --from W --interpolate               walk.gif: n walks through random points
+    realsys sample --from W --interpolate --out walk.png  the same walks as a strip PNG
+    realsys sample --from W --score                     FID, floor, class coverage (train-gan's)
+    realsys sample --from W --by-class                  classes.png: per class, the samples the
                                                         judge labels it most surely
 
 The latent walk is the DCGAN paper's figure 4 (section 6.1): if moving through z changes the
@@ -26,7 +26,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from realsys_cli import config as config_lib
 from realsys_cli.data.dataset import open_dataset
 from realsys_cli.errors import CheckpointError, ConfigError
 from realsys_cli.gan import quality as quality_lib
@@ -35,7 +34,7 @@ from realsys_cli.gan.judge import Judge, check_classes, load_judge
 from realsys_cli.gan.steps import GanSteps, build, sampling_params
 from realsys_cli.gan.train import GanFacts
 from realsys_cli.pictures import grid, save_gif, save_grid
-from realsys_cli.training.checkpoint import Checkpointer
+from realsys_cli.training.run import load_run
 
 
 @dataclasses.dataclass
@@ -56,23 +55,18 @@ class TrainedGan:
 
 
 def load_generator(workdir: str | Path, *, best: bool = False) -> TrainedGan:
-    workdir = Path(workdir)
-    cfg = config_lib.read_run_config(workdir, GanConfig, command="train-gan",
-                                     markers=("latent_dim",))
-    checkpointer = Checkpointer(workdir)
-    if best and checkpointer.read_meta(best=True) is None:
-        raise CheckpointError(f"{workdir} has no best checkpoint (FID is measured at the end "
-                              "of each epoch); use the latest")
-    meta = checkpointer.read_meta(best=best)
-    if meta is None:
-        raise CheckpointError(f"{workdir} has no checkpoint yet (was training interrupted "
-                              "before its first epoch ended?)")
-    facts = GanFacts.from_dict(meta["facts"])
-    steps, template = build(cfg, image_size=facts.image_size, channels=facts.channels)
-    state, meta = checkpointer.restore(jax.eval_shape(lambda: template), best=best)
-    checkpointer.close()
-    return TrainedGan(workdir, cfg, facts, steps, state, int(meta["step"]),
-                      round(float(meta["epoch"]), 3), "best" if best else "latest")
+    """The generator in `workdir`: the latest checkpoint, or with `best` the one of lowest FID
+    (an error when no epoch has ended yet)."""
+
+    def build_shapes(cfg: GanConfig, meta: dict[str, Any]) -> tuple[GanSteps, Any]:
+        facts = GanFacts.from_dict(meta["facts"])
+        steps, template = build(cfg, image_size=facts.image_size, channels=facts.channels)
+        return steps, jax.eval_shape(lambda: template)
+
+    run = load_run(workdir, GanConfig, command="train-gan", markers=("latent_dim",),
+                   build=build_shapes, prefer="best" if best else "latest", require=best)
+    return TrainedGan(run.workdir, run.cfg, GanFacts.from_dict(run.meta["facts"]), run.steps,
+                      run.state, run.step, round(float(run.meta["epoch"]), 3), run.checkpoint)
 
 
 def _z(gan: TrainedGan, seed: int | None, n: int, stream: int) -> jax.Array:

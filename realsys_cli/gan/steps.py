@@ -33,11 +33,11 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from flax import nnx
 
 from realsys_cli.gan.config import GanConfig
+from realsys_cli.pictures import to_uint8
 
 State = dict[str, Any]
 
@@ -65,11 +65,6 @@ def to_unit_range(images: jax.Array) -> jax.Array:
     return images.astype(jnp.float32) / 127.5 - 1.0
 
 
-def to_uint8(images: jax.Array) -> jax.Array:
-    """float [-1, 1] -> uint8 [0, 255], rounded."""
-    return jnp.clip(jnp.round((images + 1.0) * 127.5), 0, 255).astype(jnp.uint8)
-
-
 def batch_spread(images: jax.Array) -> jax.Array:
     """How different the images of a batch are: the per-pixel std over the batch, averaged.
 
@@ -93,12 +88,6 @@ def init_state(generator: nnx.Module, discriminator: nnx.Module,
 def sampling_params(state: State) -> Any:
     """The weights samples come from: the moving average when there is one, else G's own."""
     return state.get("g_ema", state["g_params"])
-
-
-def count_params(state: State) -> tuple[int, int]:
-    """(generator, discriminator) parameter counts."""
-    return tuple(int(sum(x.size for x in jax.tree.leaves(state[k])))
-                 for k in ("g_params", "d_params"))
 
 
 def adam(learning_rate: float, beta1: float, *, decay_start: float = 1.0,
@@ -157,7 +146,7 @@ class GanSteps:
         g = nnx.merge(self.g_graphdef, g_params, g_rest, copy=True)
         return g(z, train=train), nnx.state(g, nnx.Not(nnx.Param))
 
-    def judge(self, d_params: Any, d_rest: Any, images: jax.Array) -> tuple[jax.Array, Any]:
+    def discriminate(self, d_params: Any, d_rest: Any, images: jax.Array) -> tuple[jax.Array, Any]:
         """images (B, S, S, C) in [-1, 1] -> D's logits (B,) with batch statistics."""
         d = nnx.merge(self.d_graphdef, d_params, d_rest, copy=True)
         return d(images, train=True), nnx.state(d, nnx.Not(nnx.Param))
@@ -178,9 +167,9 @@ class GanSteps:
 
         # ---- D: real -> 1, detached fake -> 0
         def d_loss_fn(d_params: Any):
-            real_logits, rest = self.judge(d_params, state["d_rest"], real + real_noise)
-            fake_logits, rest = self.judge(d_params, rest,
-                                           jax.lax.stop_gradient(fake) + fake_noise)
+            real_logits, rest = self.discriminate(d_params, state["d_rest"], real + real_noise)
+            fake_logits, rest = self.discriminate(d_params, rest,
+                                                  jax.lax.stop_gradient(fake) + fake_noise)
             loss = discriminator_loss(real_logits, fake_logits, self.real_label)
             return loss, (real_logits, fake_logits, rest)
 
@@ -191,7 +180,7 @@ class GanSteps:
 
         # ---- G: fake -> 1 through the updated D (gradient to the images only)
         def g_loss_fn(images: jax.Array):
-            logits, _ = self.judge(d_params, d_rest, images + fake_noise)
+            logits, _ = self.discriminate(d_params, d_rest, images + fake_noise)
             return generator_loss(logits)
 
         g_params, g_opt = state["g_params"], state["g_opt"]
@@ -235,7 +224,7 @@ class GanSteps:
         """(g_params, g_rest, z) -> uint8 images (B, S, S, C), G with its running statistics."""
 
         def sample(g_params: Any, g_rest: Any, z: jax.Array) -> jax.Array:
-            return to_uint8(self.generate(g_params, g_rest, z, train=False)[0])
+            return to_uint8(self.generate(g_params, g_rest, z, train=False)[0], low=-1.0)
 
         return jax.jit(sample)
 
@@ -267,18 +256,3 @@ def build(cfg: GanConfig, *, image_size: int, channels: int,
     return steps, init_state(generator, discriminator, g_tx, d_tx, cfg.seed,
                              ema=cfg.ema_decay > 0)
 
-
-def bench_workload(batch_size: int) -> dict[str, Any]:
-    """The bench's `dcgan` workload (bench/jax_worker.py): 64x64x3, nz 100, ngf = ndf = 64,
-    Adam 2e-4 beta1 0.5; one D step on real + fake and one G step, normal z as the peer."""
-    cfg = GanConfig(latent_dim=100, width=64, latent_distribution="normal",
-                    learning_rate=2e-4, beta1=0.5, seed=0)
-    steps, state = build(cfg, image_size=64, channels=3)
-    rng = np.random.default_rng(0)
-    batch = {"image": jnp.asarray(rng.integers(0, 256, (batch_size, 64, 64, 3), np.uint8))}
-
-    def step(carry: State) -> State:
-        return steps.train_step(carry, batch)[0]
-
-    return {"step": jax.jit(step, donate_argnums=0), "carry": state,
-            "params": list(count_params(state)), "units_per_step": 1, "unit": "step"}

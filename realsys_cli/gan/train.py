@@ -31,17 +31,17 @@ from realsys_cli.gan.steps import (
     GanSteps,
     batch_spread,
     build,
-    count_params,
     discriminator_loss,
     sampling_params,
     to_unit_range,
 )
+from realsys_cli.models import count_params
 from realsys_cli.models.dcgan import check_image_size
 from realsys_cli.progress import SILENT, Progress
 from realsys_cli.training import distributed, run_status
-from realsys_cli.training.checkpoint import Checkpointer
+from realsys_cli.training.distributed import ClusterSpec
 from realsys_cli.training.loop import LoopSpec, run_loop
-from realsys_cli.training.metrics import MetricsLog
+from realsys_cli.training.run import start_or_resume
 
 log = logging.getLogger("realsys")
 
@@ -122,14 +122,15 @@ class GanJob:
             # D is judged on what it trains on: with instance noise, noisy images.
             real_noise, fake_noise = self.steps.noise_images(jax.random.key(self.cfg.seed),
                                                              step, real.shape)
-            real_logits, _ = self.steps.judge(d_params, d_rest, real + real_noise)
-            fake_logits, _ = self.steps.judge(d_params, d_rest, fake + fake_noise)
+            real_logits, _ = self.steps.discriminate(d_params, d_rest, real + real_noise)
+            fake_logits, _ = self.steps.discriminate(d_params, d_rest, fake + fake_noise)
             return (discriminator_loss(real_logits, fake_logits),
                     batch_spread(fake) / jnp.maximum(batch_spread(real), 1e-6))
 
         self._probe = jax.jit(probe)
 
     def measure(self, state: dict[str, Any]) -> dict[str, Any]:
+        state = _local_copy(state)  # every process measures it: all agree on the best one
         images = quality_lib.generate(self.sampler, sampling_params(state), state["g_rest"],
                                       self.fid_z)
         self.last_quality = self.meter.measure(images)
@@ -144,13 +145,15 @@ class GanJob:
         return self.last_quality
 
     def end_of_epoch(self, state: dict[str, Any], epoch: int):
-        grid = quality_lib.generate(self.sampler, sampling_params(state), state["g_rest"],
+        local = _local_copy(state)
+        grid = quality_lib.generate(self.sampler, sampling_params(local), local["g_rest"],
                                     self.grid_z)
         self.last_grid = self.workdir / "samples" / f"epoch_{epoch:03d}.png"
-        save_samples(self.last_grid, grid)
-        d_loss, spread = (float(v) for v in self._probe(state["d_params"], state["d_rest"],
+        if jax.process_index() == 0:
+            save_samples(self.last_grid, grid)
+        d_loss, spread = (float(v) for v in self._probe(local["d_params"], local["d_rest"],
                                                         self.real_probe, jnp.asarray(grid),
-                                                        state["step"]))
+                                                        local["step"]))
         shown: dict[str, float] = {"d_loss": d_loss, "spread": spread}
         self._warn_if_collapsed(epoch, d_loss, spread)
         best = None
@@ -173,6 +176,13 @@ class GanJob:
                 "dataset": self.facts.dataset}
 
 
+def _local_copy(state: dict[str, Any]) -> dict[str, Any]:
+    """The nets (and step) as host arrays: each process samples and measures its own copy of
+    the replicated state, which jit can mix with local inputs under several processes too."""
+    keys = ("g_params", "g_rest", "g_ema", "d_params", "d_rest", "step")
+    return distributed.to_host({k: state[k] for k in keys if k in state})
+
+
 def _real_probe(source: Any, n: int, image_size: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed + 7)
     idx = rng.choice(len(source), size=min(n, len(source)), replace=False)
@@ -180,22 +190,24 @@ def _real_probe(source: Any, n: int, image_size: int, seed: int) -> np.ndarray:
 
 
 def train_and_evaluate(cfg: GanConfig, workdir: str | Path, *,
+                       cluster: ClusterSpec = ClusterSpec(),
                        progress: Progress = SILENT) -> dict[str, Any]:
     # ---------------------------------------------------------------------- input pipeline
+    distributed.initialize(cluster)
     workdir = Path(workdir)
     local_batch = distributed.check_batch_size(cfg.batch_size)
-    dataset = open_dataset(cfg.dataset, data_dir=cfg.data_dir, tfds_dir=cfg.tfds_data_dir)
+    dataset = distributed.first_on_process_zero(
+        lambda: open_dataset(cfg.dataset, data_dir=cfg.data_dir, tfds_dir=cfg.tfds_data_dir),
+        "dataset-prepared")
     facts = gan_facts(cfg, dataset)
     train_source = dataset.source(dataset.train_split)
-    steps_per_epoch = pipeline.steps_per_epoch(len(train_source), local_batch)
+    shard = distributed.process_shard()
+    steps_per_epoch = pipeline.steps_per_epoch(len(train_source), local_batch, shard)
     total_steps = cfg.max_steps or cfg.num_epochs * steps_per_epoch
 
     # ------------------------------------------------------------------------------ resume?
-    checkpointer = Checkpointer(workdir, max_to_keep=cfg.checkpoints_to_keep)
-    meta = checkpointer.read_meta() if checkpointer.latest_step() is not None else None
-    if meta is not None:
-        config_lib.check_resumable(meta["config"], cfg, workdir, RESUMABLE_CHANGES)
-    config_lib.write_config(cfg, workdir)
+    run = start_or_resume(workdir, cfg, resumable=RESUMABLE_CHANGES,
+                          max_to_keep=cfg.checkpoints_to_keep)
 
     # ------------------------------------------------------- the judge and the real reference
     t_judge = time.perf_counter()
@@ -211,25 +223,19 @@ def train_and_evaluate(cfg: GanConfig, workdir: str | Path, *,
     # --------------------------------------------------------------- nets and optimizers
     steps, state = build(cfg, image_size=facts.image_size, channels=facts.channels,
                          total_steps=total_steps)
-    g_count, d_count = count_params(state)
+    g_count, d_count = count_params(state["g_params"]), count_params(state["d_params"])
     probe = _real_probe(train_source, cfg.grid_samples, facts.image_size, cfg.seed)
     job = GanJob(steps, cfg, facts, workdir, meter, total_steps, jnp.asarray(probe))
     fid_untrained = job.measure(state)["fid"]  # the same measure, before any step
     log.info("FID of the untrained generator %.4g; real-vs-real floor %.4g (%d samples each, "
              "%s)", fid_untrained, meter.floor, meter.num_samples, judge.describe()["layer"])
     batches = pipeline.train_batches(train_source, batch_size=local_batch, seed=cfg.seed,
-                                     image_size=facts.image_size)
-    start_step = 0
-    if meta is not None:
-        state, meta = checkpointer.restore(jax.eval_shape(lambda: state))
-        start_step = int(meta["step"])
-        batches.set_state(meta["data_state"])
-        log.info("resuming %s from step %d (epoch %.2f)", workdir, start_step,
-                 start_step / steps_per_epoch)
+                                     image_size=facts.image_size, shard=shard)
+    state, start_step = run.restore(state, batches, steps_per_epoch)
     mesh = distributed.data_mesh()
     state = distributed.replicate(state, mesh)
-    metrics_log = MetricsLog(workdir)
-    metrics_log.truncate_after(start_step)
+    metrics_log = run.metrics_log(start_step)
+    checkpointer = run.checkpointer
 
     # ------------------------------------------------------------------------------- train
     spec = LoopSpec(total_steps=total_steps, steps_per_epoch=steps_per_epoch,
@@ -243,8 +249,10 @@ def train_and_evaluate(cfg: GanConfig, workdir: str | Path, *,
     # ------------------------------------------------------------ quality report and pictures
     quality = (job.last_quality if job.last_quality_step == result.step
                else job.measure(result.state))
-    save_losses(metrics_log.read(), workdir / "losses.png", fid_floor=meter.floor,
-                fid_untrained=fid_untrained)
+    writer = jax.process_index() == 0
+    if writer:
+        save_losses(metrics_log.read(), workdir / "losses.png", fid_floor=meter.floor,
+                    fid_untrained=fid_untrained)
     summary = {
         "dataset": dataset.name,
         "image_size": facts.image_size,
@@ -273,7 +281,10 @@ def train_and_evaluate(cfg: GanConfig, workdir: str | Path, *,
         "train_seconds": round(result.train_seconds, 2),
         "steps_per_second": round(result.steady_images_per_second, 3),
         "samples": str(job.last_grid) if job.last_grid else None,
+        "devices": jax.device_count(),
+        "processes": jax.process_count(),
         "workdir": str(workdir),
     }
-    run_status.write_result(workdir, summary)
+    if writer:
+        run_status.write_result(workdir, summary)
     return summary

@@ -4,9 +4,13 @@
                              rngs=nnx.Rngs(params=0, dropout=1))
     logits = model(images, train=True)   # (N, 10) float32; images NHWC, already normalised
     embedding = model.features(images)   # (N, model.feature_dim) penultimate activations
+    count_params(model)                  # the number of weights (of any model, or a state's)
 
 Names: "alexnet" (the paper's network, 224/227 px), "alexnet-small" (32-64 px, the bench's
 `classifier` workload) and "lenet" (28-32 px digits, the bench's `classifier_small`).
+
+The other jobs' networks live beside them: dcgan.py (train-gan's G and D), convlstm.py
+(predict-frames' ConvLSTM) and frame_discriminator.py (predict-frames --adversarial's D).
 """
 
 from __future__ import annotations
@@ -14,13 +18,15 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
+import jax
 from flax import nnx
 
 from realsys_cli.errors import ConfigError
 from realsys_cli.models.alexnet import AlexNet, AlexNetSmall
 from realsys_cli.models.lenet import LeNet
 
-__all__ = ["CLASSIFIERS", "AlexNet", "AlexNetSmall", "LeNet", "build_classifier", "min_image_size"]
+__all__ = ["CLASSIFIERS", "AlexNet", "AlexNetSmall", "LeNet", "build_classifier", "count_params",
+           "min_image_size"]
 
 CLASSIFIERS: dict[str, type[AlexNet | AlexNetSmall | LeNet]] = {
     "alexnet": AlexNet,
@@ -33,6 +39,15 @@ def _lookup(name: str) -> type[AlexNet | AlexNetSmall | LeNet]:
     if name not in CLASSIFIERS:
         raise ConfigError(f"unknown model {name!r}; choose one of {', '.join(sorted(CLASSIFIERS))}")
     return CLASSIFIERS[name]
+
+
+def count_params(weights: Any) -> int:
+    """The number of weights: the scalars in a pytree of arrays (a train state's "params", an
+    nnx.State), or in an nnx.Module's nnx.Param variables. Reads shapes only, so it works on
+    nnx.eval_shape / jax.eval_shape results; an empty tree (no discriminator) counts 0."""
+    if isinstance(weights, nnx.Module):
+        weights = nnx.state(weights, nnx.Param)
+    return int(sum(x.size for x in jax.tree.leaves(weights)))
 
 
 def min_image_size(name: str) -> int:

@@ -14,7 +14,7 @@ conv1 pads 2 like torchvision, so a 224 input gives 55x55 as the paper says (a 2
 56x56); after pool1 both are 27x27 and the rest of the network is identical.
 
 `AlexNetSmall` ("alexnet-small") is the same structure for 32-64 px images, identical to the
-`classifier` workload of the PyTorch reference (../shared/bench/peer_torch.py) so that speeds
+`classifier` workload of the PyTorch reference (bench/peer_torch.py) so that speeds
 can be compared side by side: 7,706,442 parameters at 64 px and 10 classes.
 """
 

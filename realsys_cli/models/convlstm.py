@@ -1,4 +1,4 @@
-"""ConvLSTM next-frame predictors (Flax NNX, NHWC): an encoder-forecaster and the bench's cell.
+"""ConvLSTM next-frame predictors (Flax NNX, NHWC): the cell and an encoder-forecaster.
 
 Shi et al., "Convolutional LSTM Network: A Machine Learning Approach for Precipitation
 Nowcasting", NIPS 2015: an LSTM whose input-to-state and state-to-state maps are convolutions,
@@ -22,13 +22,10 @@ Choices made for a CPU and for a movie that runs past the training horizon:
   * the encoder's states also predict the observed frames 2..T through the same head: a
     next-frame loss on them (`observed_loss_weight` in the config) teaches motion early;
   * the time loop is unrolled in Python: on XLA:CPU a `jax.lax.scan` over these convolutions made
-    the gradient 52x slower (../shared/STACK.md), while the unrolled loop compiles in seconds;
+    the gradient 52x slower (the project's shared notes, STACK.md), while the unrolled loop
+    compiles in seconds;
   * causal by construction: the prediction for frame t+1 is computed from frames <= t only, the
     observed ones and, past them, the fed-back ones (tests/test_frames_model.py proves it).
-
-`BenchConvLSTM` is the bench's `frames` workload (../shared/bench/peer_torch.py): one cell of 64
-hidden channels, 3x3, on unpatched 64x64x1 frames over 10 steps, and a 3x3 head predicting frame
-11; 150,593 parameters, like the PyTorch reference, for a side-by-side speed comparison.
 """
 
 from __future__ import annotations
@@ -185,25 +182,3 @@ class ConvLSTMPredictor(nnx.Module):
         states, _ = self.encode(observed)
         return self.forecast(states, observed[:, -1], horizon, truth=truth, teacher=teacher)
 
-
-class BenchConvLSTM(nnx.Module):
-    """The bench's `frames` workload: (B, 10, 64, 64, 1) -> next-frame logits (B, 64, 64, 1).
-
-    One ConvLSTM cell (64 hidden, 3x3) on the unpatched frames and a 3x3 head; 150,593
-    parameters as in ../shared/bench/peer_torch.py's ConvLSTMPredictor (zero forget-gate bias,
-    like PyTorch's default init).
-    """
-
-    def __init__(self, *, channels: int = 1, hidden: int = 64, rngs: nnx.Rngs) -> None:
-        self.cell = ConvLSTMCell(channels, hidden, 3, rngs=rngs, forget_bias=0.0)
-        self.head = nnx.Conv(hidden, channels, (3, 3), padding="SAME", rngs=rngs)
-
-    def __call__(self, frames: jax.Array) -> jax.Array:
-        state = self.cell.zero_state(frames[:, 0])
-        for t in range(frames.shape[1]):
-            state = self.cell(frames[:, t], state)
-        return self.head(state[0])
-
-
-def count_params(model: nnx.Module) -> int:
-    return int(sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param))))

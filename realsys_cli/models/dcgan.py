@@ -13,11 +13,11 @@ used 5x5), which exactly doubles or halves a side. Sized from the data:
 
 and D mirrors G down to the base side, then one base x base convolution gives one logit. At
 64x64x3 with nz = 100 and w = 64 this is the bench's workload layer for layer (no biases):
-G 3,576,704 and D 2,765,568 parameters (../shared/bench/peer_torch.py).
+G 3,576,704 and D 2,765,568 parameters (bench/peer_torch.py).
 
 The transposed convolution has a custom gradient (see `conv_transpose`): the gradient XLA:CPU
 derives for a transposed convolution ran its weight-gradient convolutions as naive loops
-(12x slower than PyTorch, ../shared/bench/README.md); written through ordinary strided
+(12x slower than PyTorch, the project's shared bench notes); written through ordinary strided
 convolutions it is as fast as the classifier's.
 """
 
@@ -222,7 +222,3 @@ class Discriminator(nnx.Module):
         for down, norm in zip(self.downs, self.norms):
             x = jax.nn.leaky_relu(norm(down(x), use_running_average=not train), 0.2)
         return self.out(x).reshape(x.shape[0]).astype(jnp.float32)  # (B,)
-
-
-def count(module: nnx.Module) -> int:
-    return int(sum(p.size for p in jax.tree.leaves(nnx.state(module, nnx.Param))))

@@ -1,7 +1,7 @@
 """A LeNet-style digit classifier (after LeCun et al., "Gradient-Based Learning Applied to
 Document Recognition", Proc. IEEE 1998), in the modern form: ReLU, max-pooling, 'same' padding.
 
-It is the `classifier_small` workload of the PyTorch reference (../shared/bench/peer_torch.py),
+It is the `classifier_small` workload of the PyTorch reference (bench/peer_torch.py),
 layer for layer, and the default model of `realsys train-classifier` on 28x28 digits; it is also
 the MNIST target of the fooling-images experiments (Nguyen, Yosinski, Clune, CVPR 2015):
 

@@ -10,7 +10,8 @@ inserts the gradient all-reduce because the loss is a mean over a sharded batch.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import jax
 import numpy as np
@@ -18,6 +19,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from realsys_cli.data.pipeline import Shard
 from realsys_cli.errors import ConfigError
+
+T = TypeVar("T")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,3 +126,14 @@ def sync(name: str) -> None:
         from jax.experimental import multihost_utils
 
         multihost_utils.sync_global_devices(name)
+
+
+def first_on_process_zero(fn: Callable[[], T], name: str) -> T:
+    """`fn()` on process 0, then on the others (e.g. preparing a dataset once: the others
+    wait, then read the same files). One process: just `fn()`."""
+    if jax.process_index() == 0:
+        value = fn()
+        sync(name)
+        return value
+    sync(name)
+    return fn()

@@ -129,7 +129,7 @@ def run_loop(
             extra.update(meta())
         checkpointer.save(step, state, extra, metric=metric, force=force)
 
-    def flush(*, force_sync: bool = False) -> None:
+    def flush() -> None:
         nonlocal pending, last_train
         if not pending:
             return

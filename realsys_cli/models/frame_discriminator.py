@@ -1,5 +1,5 @@
-"""The frame discriminator of `--adversarial` (Mathieu, Couprie, LeCun 2015, "Deep multi-scale
-video prediction beyond mean square error").
+"""The frame discriminator of `predict-frames --adversarial` (Mathieu, Couprie, LeCun 2015,
+"Deep multi-scale video prediction beyond mean square error").
 
 Mathieu et al.'s discriminator judges whether future frames are real given the observed ones.
 Here one frame at a time, conditioned on the last observed frame (so a prediction that lost or
