@@ -40,16 +40,9 @@ from realsys_cli.progress import SILENT, Progress
 from realsys_cli.training import distributed, optim, run_status
 from realsys_cli.training.distributed import ClusterSpec
 from realsys_cli.training.loop import LoopSpec, run_loop
-from realsys_cli.training.run import start_or_resume
+from realsys_cli.training.run import join_and_open, start_or_resume
 
 log = logging.getLogger("realsys")
-
-
-def open_training_data(cfg: ClassifierConfig) -> Dataset:
-    """Process 0 prepares the dataset (once); the others wait, then read the same files."""
-    return distributed.first_on_process_zero(
-        lambda: open_dataset(cfg.dataset, data_dir=cfg.data_dir, tfds_dir=cfg.tfds_data_dir),
-        "dataset-prepared")
 
 
 @dataclasses.dataclass
@@ -103,10 +96,11 @@ def train_and_evaluate(
     """`dataset`: train on this already opened dataset instead of opening `cfg.dataset` (the
     fooling-images defence adds a class of generated images to it in memory)."""
     # ---------------------------------------------------------------- devices and input pipeline
-    distributed.initialize(cluster)
     workdir = Path(workdir)
-    local_batch = distributed.check_batch_size(cfg.batch_size)
-    dataset = dataset if dataset is not None else open_training_data(cfg)
+    given = dataset
+    local_batch, dataset = join_and_open(cluster, cfg.batch_size, lambda: given if given is not None
+                                         else open_dataset(cfg.dataset, data_dir=cfg.data_dir,
+                                                           tfds_dir=cfg.tfds_data_dir))
     facts = data_facts(cfg, dataset)
     train_source = dataset.source(dataset.train_split)
     shard = distributed.process_shard()

@@ -31,7 +31,7 @@ from realsys_cli.progress import SILENT, Progress
 from realsys_cli.training import distributed, run_status
 from realsys_cli.training.distributed import ClusterSpec
 from realsys_cli.training.loop import LoopSpec, run_loop
-from realsys_cli.training.run import start_or_resume
+from realsys_cli.training.run import join_and_open, start_or_resume
 
 log = logging.getLogger("realsys")
 
@@ -75,11 +75,9 @@ def train_and_evaluate(cfg: FramesConfig, workdir: str | Path, *,
                        cluster: ClusterSpec = ClusterSpec(),
                        progress: Progress = SILENT) -> dict[str, Any]:
     # ---------------------------------------------------------------- data and input pipeline
-    distributed.initialize(cluster)
     workdir = Path(workdir)
-    local_batch = distributed.check_batch_size(cfg.batch_size)
-    dataset = distributed.first_on_process_zero(
-        lambda: setup.open_video_dataset(cfg.dataset, cfg.tfds_data_dir), "dataset-prepared")
+    local_batch, dataset = join_and_open(
+        cluster, cfg.batch_size, lambda: setup.open_video_dataset(cfg.dataset, cfg.tfds_data_dir))
     frame_shape = setup.check_frames(cfg, dataset)
     eval_data = dataset
     if cfg.eval_dataset:

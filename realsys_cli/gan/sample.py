@@ -60,8 +60,15 @@ def load_generator(workdir: str | Path, *, best: bool = False) -> TrainedGan:
 
     def build_shapes(cfg: GanConfig, meta: dict[str, Any]) -> tuple[GanSteps, Any]:
         facts = GanFacts.from_dict(meta["facts"])
-        steps, template = build(cfg, image_size=facts.image_size, channels=facts.channels)
-        return steps, jax.eval_shape(lambda: template)
+        built: list[GanSteps] = []
+
+        def state() -> Any:  # traced only: no weights drawn just to be overwritten
+            steps, initial = build(cfg, image_size=facts.image_size, channels=facts.channels)
+            built.append(steps)  # graph definitions and optimizers: no arrays
+            return initial
+
+        template = jax.eval_shape(state)
+        return built[0], template
 
     run = load_run(workdir, GanConfig, command="train-gan", markers=("latent_dim",),
                    build=build_shapes, prefer="best" if best else "latest", require=best)

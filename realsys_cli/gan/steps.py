@@ -38,6 +38,7 @@ from flax import nnx
 
 from realsys_cli.gan.config import GanConfig
 from realsys_cli.pictures import to_uint8
+from realsys_cli.training import optim
 
 State = dict[str, Any]
 
@@ -93,18 +94,12 @@ def sampling_params(state: State) -> Any:
 def adam(learning_rate: float, beta1: float, *, decay_start: float = 1.0,
          total_steps: int = 1) -> optax.GradientTransformation:
     """Adam at a constant rate (the paper), or, with decay_start < 1, constant for the first
-    decay_start x total_steps steps and then falling linearly to 0 at total_steps.
-
-    The schedule reads Adam's own step count (saved in the optimizer state), so a resumed run
-    continues it exactly; a resume that changes the number of steps re-draws the line from there.
-    """
-    if decay_start >= 1.0:
-        return optax.adam(learning_rate, b1=beta1)
-    flat = int(decay_start * total_steps)
-    schedule = optax.join_schedules(
-        [optax.constant_schedule(learning_rate),
-         optax.linear_schedule(learning_rate, 0.0, max(total_steps - flat, 1))], [flat])
-    return optax.adam(schedule, b1=beta1)
+    decay_start x total_steps steps and then falling linearly to 0 (training/optim.py's
+    "linear_decay" schedule, which a resumed run continues exactly)."""
+    return optim.build_optimizer(optim.OptimizerSpec(
+        name="adam", learning_rate=learning_rate, beta1=beta1, weight_decay=0.0,
+        schedule="linear_decay" if decay_start < 1.0 else "constant",
+        decay_start=decay_start, total_steps=total_steps))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -41,7 +41,7 @@ from realsys_cli.progress import SILENT, Progress
 from realsys_cli.training import distributed, run_status
 from realsys_cli.training.distributed import ClusterSpec
 from realsys_cli.training.loop import LoopSpec, run_loop
-from realsys_cli.training.run import start_or_resume
+from realsys_cli.training.run import join_and_open, start_or_resume
 
 log = logging.getLogger("realsys")
 
@@ -193,12 +193,9 @@ def train_and_evaluate(cfg: GanConfig, workdir: str | Path, *,
                        cluster: ClusterSpec = ClusterSpec(),
                        progress: Progress = SILENT) -> dict[str, Any]:
     # ---------------------------------------------------------------------- input pipeline
-    distributed.initialize(cluster)
     workdir = Path(workdir)
-    local_batch = distributed.check_batch_size(cfg.batch_size)
-    dataset = distributed.first_on_process_zero(
-        lambda: open_dataset(cfg.dataset, data_dir=cfg.data_dir, tfds_dir=cfg.tfds_data_dir),
-        "dataset-prepared")
+    local_batch, dataset = join_and_open(cluster, cfg.batch_size, lambda: open_dataset(
+        cfg.dataset, data_dir=cfg.data_dir, tfds_dir=cfg.tfds_data_dir))
     facts = gan_facts(cfg, dataset)
     train_source = dataset.source(dataset.train_split)
     shard = distributed.process_shard()

@@ -6,7 +6,10 @@
   adam    plain Adam (DCGAN: lr 2e-4, beta1 0.5)
 
 Schedules: "constant", "plateau" (AlexNet: divide by 10 when validation accuracy stops
-improving, at most 3 times), "cosine" (linear warmup then cosine decay to 0). The plateau
+improving, at most 3 times), "cosine" (linear warmup then cosine decay to 0), "linear_decay"
+(constant for the first decay_start x total_steps steps, then linearly to 0 at total_steps: the
+DCGAN recipes' late decay). Schedules read the optimizer's own step count (saved in its state),
+so a resumed run continues them exactly. The plateau
 factor is a hyper-parameter injected into the optimizer state, so it is checkpointed with it and
 a resumed run continues at the same learning rate.
 """
@@ -21,7 +24,7 @@ import optax
 from realsys_cli.errors import ConfigError
 
 OPTIMIZERS = ("sgd", "adamw", "adam")
-SCHEDULES = ("constant", "plateau", "cosine")
+SCHEDULES = ("constant", "plateau", "cosine", "linear_decay")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,6 +38,7 @@ class OptimizerSpec:
     warmup_steps: int = 0
     total_steps: int = 1
     grad_clip_norm: float = 0.0  # 0 = off
+    decay_start: float = 1.0  # linear_decay: the fraction of total_steps at a constant rate
 
 
 def learning_rate_schedule(spec: OptimizerSpec) -> optax.Schedule:
@@ -46,6 +50,12 @@ def learning_rate_schedule(spec: OptimizerSpec) -> optax.Schedule:
             decay_steps=max(spec.total_steps, spec.warmup_steps + 1),
             end_value=0.0,
         )
+    if spec.schedule == "linear_decay" and spec.decay_start < 1.0:
+        flat = int(spec.decay_start * spec.total_steps)
+        return optax.join_schedules(
+            [optax.constant_schedule(spec.learning_rate),
+             optax.linear_schedule(spec.learning_rate, 0.0, max(spec.total_steps - flat, 1))],
+            [flat])
     if spec.warmup_steps:
         return optax.linear_schedule(0.0, spec.learning_rate, spec.warmup_steps)
     return optax.constant_schedule(spec.learning_rate)

@@ -30,13 +30,26 @@ import jax
 
 from realsys_cli import config as config_lib
 from realsys_cli.errors import CheckpointError
+from realsys_cli.training import distributed
 from realsys_cli.training.checkpoint import Checkpointer
+from realsys_cli.training.distributed import ClusterSpec
 from realsys_cli.training.metrics import MetricsLog
 
 log = logging.getLogger("realsys")
 
 C = TypeVar("C")
 S = TypeVar("S")
+T = TypeVar("T")
+
+
+def join_and_open(cluster: ClusterSpec, batch_size: int,
+                  open_data: Callable[[], T]) -> tuple[int, T]:
+    """A trainer's first lines: join the other processes, check that the global batch splits
+    over every device, and open the data (process 0 first: it prepares what is missing while
+    the others wait). Returns this process's share of the batch and the data."""
+    distributed.initialize(cluster)
+    local_batch = distributed.check_batch_size(batch_size)
+    return local_batch, distributed.first_on_process_zero(open_data, "dataset-prepared")
 
 
 @dataclasses.dataclass
