@@ -145,7 +145,7 @@ def train_and_evaluate(
         progress=progress,
     )
     final = job.last_eval or job.evaluate(result.state)
-    checkpointer.close()
+    run.close()
 
     # ------------------------------------------------------------------ results and pictures
     if jax.process_index() == 0:

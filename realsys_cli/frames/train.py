@@ -121,7 +121,7 @@ def train_and_evaluate(cfg: FramesConfig, workdir: str | Path, *,
                       progress=progress)
     train_seconds = time.perf_counter() - t0
     scores = job.last_scores or job.evaluate(result.state)
-    checkpointer.close()
+    run.close()
 
     # ------------------------------------------------------------------ results and pictures
     writer = jax.process_index() == 0  # every process has the same scores; one writes them

@@ -241,7 +241,7 @@ def train_and_evaluate(cfg: GanConfig, workdir: str | Path, *,
     result = run_loop(job, state, batches, lambda b: distributed.shard_batch(b, mesh), spec,
                       start_step=start_step, checkpointer=checkpointer, metrics_log=metrics_log,
                       progress=progress)
-    checkpointer.close()
+    run.close()
 
     # ------------------------------------------------------------ quality report and pictures
     quality = (job.last_quality if job.last_quality_step == result.step

@@ -30,7 +30,7 @@ import jax
 
 from realsys_cli import config as config_lib
 from realsys_cli.errors import CheckpointError
-from realsys_cli.training import distributed
+from realsys_cli.training import distributed, workdir_lock
 from realsys_cli.training.checkpoint import Checkpointer
 from realsys_cli.training.distributed import ClusterSpec
 from realsys_cli.training.metrics import MetricsLog
@@ -76,6 +76,11 @@ class Run:
                  start_step / steps_per_epoch)
         return state, start_step
 
+    def close(self) -> None:
+        """Wait for the last checkpoint, and free the workdir for the next run."""
+        self.checkpointer.close()
+        workdir_lock.release(self.workdir)
+
     def metrics_log(self, start_step: int) -> MetricsLog:
         """metrics.jsonl (written by process 0), cut back to the restored step."""
         metrics = MetricsLog(self.workdir, enabled=jax.process_index() == 0)
@@ -88,6 +93,8 @@ def start_or_resume(workdir: str | Path, cfg: Any, *, resumable: set[str],
     """Open `workdir` to train `cfg`: resume what is there (refusing a run of another config,
     but for the `resumable` fields), or start afresh; config.json is (re)written."""
     workdir = Path(workdir)
+    if jax.process_index() == 0:
+        workdir_lock.acquire(workdir)  # before anything is read or written
     checkpointer = Checkpointer(workdir, max_to_keep=max_to_keep)
     meta = checkpointer.read_meta() if checkpointer.latest_step() is not None else None
     if meta is None and (workdir / "config.json").exists():
