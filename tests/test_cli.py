@@ -548,3 +548,25 @@ def test_the_documented_commands_parse():
         ran.clear()
         root.main(list(args), prog_name="realsys", standalone_mode=False)
         assert ran == ([] if "--help" in args else [(ran[0][0], [])]), args
+
+
+def test_square_brackets_print_as_they_are(runner, tmp_path):
+    """Messages, paths and table cells are text, never Rich markup: `[/y]` cannot crash the
+    error printer and `cat[a].png` keeps its brackets."""
+    result = runner.invoke(app, ["-q", "train-classifier", "--set", "batch_size=[/y]"])
+    assert result.exit_code == 1
+    line = _one_line(result.stderr)
+    assert line == "error: batch_size must be an integer, got '[/y]'"
+    listed = runner.invoke(app, ["runs", "--dir", str(tmp_path / "[/none]")])
+    assert listed.exit_code == 0 and "[/none]" in listed.stderr
+
+
+def test_table_cells_keep_their_brackets(capsys):
+    from realsys_cli import console
+
+    console.print_rows([{"image": "cat[a].png", "label": "[x]"}], json_mode=False,
+                       title="t[/x]", key="images")
+    console.error("bad [/y] and [tf]")
+    out, err = capsys.readouterr()
+    assert "cat[a].png" in out and "[x]" in out and "t[/x]" in out
+    assert "error: bad [/y] and [tf]" in err
