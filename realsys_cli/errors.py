@@ -7,6 +7,11 @@ look. A message is one sentence a user can act on, naming the way out where ther
 from __future__ import annotations
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler's or `docker stop`'s request to stop): handled as Ctrl-C is, the
+    state saved first, but the command exits 143."""
+
+
 class RealsysError(Exception):
     """Base class of every error a user can cause or fix (bad input, missing data, ...)."""
 

@@ -53,9 +53,13 @@ class ClassifierConfig:
     seed: int = 0
     log_every_steps: int = 50
     checkpoints_to_keep: int = 2
+    checkpoint_every_steps: int = 0  # also save every N steps between epoch ends; 0 = off
+    checkpoint_every_minutes: float = 5.0  # ... and every M minutes of training; 0 = off
     recipe: str = ""  # the recipe the fields started from (train-classifier names it); info only
 
     def __post_init__(self) -> None:
+        if self.checkpoint_every_steps < 0 or not self.checkpoint_every_minutes >= 0:
+            raise ValueError("checkpoint_every_steps and checkpoint_every_minutes must be >= 0")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}")
         if self.schedule not in SCHEDULES:
@@ -78,7 +82,8 @@ class ClassifierConfig:
 # (learning_rate: the way out of a diverged run is to resume it with a lower one).
 RESUMABLE_CHANGES = {"num_epochs", "min_steps", "max_steps", "log_every_steps", "tfds_data_dir",
                      "data_dir", "eval_limit", "ten_crop", "checkpoints_to_keep", "learning_rate",
-                     "plateau_patience_epochs", "recipe"}
+                     "plateau_patience_epochs", "recipe", "checkpoint_every_steps",
+                     "checkpoint_every_minutes"}
 
 
 def total_steps(cfg: ClassifierConfig, steps_per_epoch: int) -> int:

@@ -137,6 +137,8 @@ def train_and_evaluate(
     log.info("%s", describe_length(cfg, steps_per_epoch))
     spec = LoopSpec(total_steps=num_steps, steps_per_epoch=steps_per_epoch,
                     log_every_steps=min(cfg.log_every_steps, steps_per_epoch),
+                    checkpoint_every_steps=cfg.checkpoint_every_steps,
+                    checkpoint_every_seconds=60 * cfg.checkpoint_every_minutes,
                     images_per_step=cfg.batch_size)
     t0 = time.perf_counter()
     result = run_loop(

@@ -5,6 +5,7 @@ Heavy imports (jax, flax, tfds) happen inside the commands, so `realsys --help` 
 
 from __future__ import annotations
 
+import signal
 from typing import Annotated, Any
 
 import typer
@@ -69,7 +70,15 @@ def _bare_flags(command: Any) -> None:
         _bare_flags(sub)
 
 
+def _terminate(signum: int, frame: Any) -> None:
+    from realsys_cli.errors import Terminated
+
+    raise Terminated
+
+
 def main() -> None:
+    # SIGTERM (a scheduler, `docker stop`) unwinds like Ctrl-C: what is saved is saved, exit 143.
+    signal.signal(signal.SIGTERM, _terminate)
     command = typer.main.get_command(app)
     _bare_flags(command)
     command()

@@ -177,10 +177,12 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from realsys_cli import console
-        from realsys_cli.errors import RealsysError
+        from realsys_cli.errors import RealsysError, Terminated
 
         try:
             return fn(*args, **kwargs)
+        except Terminated:  # SIGTERM, after the loop saved what it could
+            raise typer.Exit(143) from None
         except (typer.Exit, typer.Abort, typer.TyperException, KeyboardInterrupt, SystemExit):
             raise
         except RealsysError as e:

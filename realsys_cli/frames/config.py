@@ -52,8 +52,12 @@ class FramesConfig:
     seed: int = 0
     log_every_steps: int = 25
     checkpoints_to_keep: int = 2
+    checkpoint_every_steps: int = 0  # also save every N steps between epoch ends; 0 = off
+    checkpoint_every_minutes: float = 5.0  # ... and every M minutes of training; 0 = off
 
     def __post_init__(self) -> None:
+        if self.checkpoint_every_steps < 0 or not self.checkpoint_every_minutes >= 0:
+            raise ValueError("checkpoint_every_steps and checkpoint_every_minutes must be >= 0")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}")
         if self.schedule not in SCHEDULES or self.schedule == "plateau":
@@ -76,4 +80,5 @@ class FramesConfig:
 
 # Fields that may differ when a run is resumed: they do not change what was trained so far.
 RESUMABLE_CHANGES = {"num_epochs", "max_steps", "log_every_steps", "tfds_data_dir",
-                     "eval_dataset", "eval_limit", "checkpoints_to_keep"}
+                     "eval_dataset", "eval_limit", "checkpoints_to_keep", "checkpoint_every_steps",
+                     "checkpoint_every_minutes"}

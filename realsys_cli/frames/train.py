@@ -114,6 +114,8 @@ def train_and_evaluate(cfg: FramesConfig, workdir: str | Path, *,
     # -------------------------------------------------------------------------------- train
     spec = LoopSpec(total_steps=total_steps, steps_per_epoch=steps_per_epoch,
                     log_every_steps=min(cfg.log_every_steps, steps_per_epoch),
+                    checkpoint_every_steps=cfg.checkpoint_every_steps,
+                    checkpoint_every_seconds=60 * cfg.checkpoint_every_minutes,
                     images_per_step=cfg.batch_size, progress_keys=("loss", "mse", "d_loss"))
     t0 = time.perf_counter()
     result = run_loop(job, state, batches, lambda b: distributed.shard_batch(b, mesh), spec,

@@ -48,8 +48,12 @@ class GanConfig:
     seed: int = 0
     log_every_steps: int = 50
     checkpoints_to_keep: int = 2
+    checkpoint_every_steps: int = 0  # also save every N steps between epoch ends; 0 = off
+    checkpoint_every_minutes: float = 5.0  # ... and every M minutes of training; 0 = off
 
     def __post_init__(self) -> None:
+        if self.checkpoint_every_steps < 0 or not self.checkpoint_every_minutes >= 0:
+            raise ValueError("checkpoint_every_steps and checkpoint_every_minutes must be >= 0")
         for name in ("batch_size", "num_epochs", "latent_dim", "width", "log_every_steps",
                      "checkpoints_to_keep", "judge_epochs", "grid_samples", "g_steps"):
             if getattr(self, name) < 1:
@@ -78,4 +82,5 @@ class GanConfig:
 # Fields that may differ when a run is resumed: they do not change what was trained so far.
 RESUMABLE_CHANGES = {"num_epochs", "max_steps", "log_every_steps", "tfds_data_dir", "data_dir",
                      "checkpoints_to_keep", "fid_samples", "fid_every_epochs", "judge",
-                     "judge_model", "judge_epochs", "grid_samples"}
+                     "judge_model", "judge_epochs", "grid_samples", "checkpoint_every_steps",
+                     "checkpoint_every_minutes"}

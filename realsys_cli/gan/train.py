@@ -237,6 +237,8 @@ def train_and_evaluate(cfg: GanConfig, workdir: str | Path, *,
     # ------------------------------------------------------------------------------- train
     spec = LoopSpec(total_steps=total_steps, steps_per_epoch=steps_per_epoch,
                     log_every_steps=min(cfg.log_every_steps, steps_per_epoch),
+                    checkpoint_every_steps=cfg.checkpoint_every_steps,
+                    checkpoint_every_seconds=60 * cfg.checkpoint_every_minutes,
                     images_per_step=1, progress_keys=("d_loss", "g_loss", "d_real", "d_fake"))
     result = run_loop(job, state, batches, lambda b: distributed.shard_batch(b, mesh), spec,
                       start_step=start_step, checkpointer=checkpointer, metrics_log=metrics_log,

@@ -27,7 +27,7 @@ from typing import Any, Protocol
 import jax
 import numpy as np
 
-from realsys_cli.errors import TrainingDivergedError
+from realsys_cli.errors import Terminated, TrainingDivergedError
 from realsys_cli.progress import SILENT, Progress
 from realsys_cli.training import run_status
 from realsys_cli.training.checkpoint import Checkpointer
@@ -44,6 +44,10 @@ class LoopSpec:
     log_every_steps: int = 50
     images_per_step: int = 0  # global batch size, for images/s
     progress_keys: tuple[str, ...] = ("loss", "accuracy")  # live metrics on the progress bar
+    # Checkpoints between epoch ends too, so a kill loses minutes, not an epoch: every N steps
+    # (0 = off) and every S seconds of wall time (0 = off). Resume is exact from any of them.
+    checkpoint_every_steps: int = 0
+    checkpoint_every_seconds: float = 300.0
 
 
 class TrainJob(Protocol):
@@ -67,28 +71,49 @@ class LoopResult:
 
 
 class _InterruptFlag:
-    """SIGINT sets a flag instead of raising mid-step; a second Ctrl-C raises at once."""
+    """SIGINT and SIGTERM set a flag instead of raising mid-step (the loop saves, then raises
+    KeyboardInterrupt, or Terminated for SIGTERM); a second signal raises at once."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self) -> None:
         self.set = False
+        self.signum = signal.SIGINT
+
+    def stop(self) -> KeyboardInterrupt:
+        return Terminated() if self.signum == signal.SIGTERM else KeyboardInterrupt()
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[None]:
         if threading.current_thread() is not threading.main_thread():
             yield
             return
-        previous = signal.getsignal(signal.SIGINT)
+        previous = {s: signal.getsignal(s) for s in self.SIGNALS}
 
         def handler(signum: int, frame: Any) -> None:
             if self.set:
-                raise KeyboardInterrupt
-            self.set = True
+                raise self.stop()
+            self.set, self.signum = True, signum
 
-        signal.signal(signal.SIGINT, handler)
+        for s in self.SIGNALS:
+            signal.signal(s, handler)
         try:
             yield
         finally:
-            signal.signal(signal.SIGINT, previous)
+            for s, h in previous.items():
+                signal.signal(s, h)
+
+
+@contextlib.contextmanager
+def _saves_finished(checkpointer: Checkpointer) -> Iterator[None]:
+    """On any error, let the checkpoint saves in flight finish before it propagates: a crash
+    in step N then loses only the steps since the last periodic checkpoint."""
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(Exception):
+            checkpointer.wait()
+        raise
 
 
 def _fmt(metrics: dict[str, float]) -> str:
@@ -122,7 +147,12 @@ def run_loop(
     t_start = time.perf_counter()
     t_steady, steady_steps = None, 0
 
+    saved = {"step": start_step, "time": time.monotonic()}
+
     def save(*, metric: float | None = None, force: bool = False) -> None:
+        if step == saved["step"] and metric is None:
+            return  # this state is saved already (an epoch end, then Ctrl-C)
+        saved.update(step=step, time=time.monotonic())
         extra = {"step": step, "epoch": step / spec.steps_per_epoch,
                  "data_state": batches.get_state(), **job.checkpoint_meta()}
         if meta is not None:
@@ -150,8 +180,8 @@ def run_loop(
 
     tracked = run_status.tracked(checkpointer.workdir, enabled=metrics_log.enabled,
                                  step=lambda: step, total_steps=spec.total_steps)
-    with tracked, flag.installed(), progress.task("training", spec.total_steps,
-                                                  completed=start_step) as bar:
+    with _saves_finished(checkpointer), tracked, flag.installed(), progress.task(
+            "training", spec.total_steps, completed=start_step) as bar:
         while step < spec.total_steps:
             batch = put_batch(next(batches))
             state, metrics = job.train_step(state, batch)
@@ -176,13 +206,19 @@ def run_loop(
                     log.info("epoch %d: train %s | eval %s", epoch, _fmt(last_train),
                              _fmt(last_eval))
                 save(metric=best_metric)
+            elif (spec.checkpoint_every_steps and step % spec.checkpoint_every_steps == 0) or (
+                    spec.checkpoint_every_seconds
+                    and time.monotonic() - saved["time"] >= spec.checkpoint_every_seconds):
+                flush()  # a state is saved only after its loss was seen finite
+                save()
             if flag.set:
                 flush()
                 save(force=True)
                 checkpointer.wait()
-                log.warning("interrupted at step %d; saved a checkpoint in %s: run the same "
-                            "command again to resume", step, checkpointer.workdir)
-                raise KeyboardInterrupt
+                log.warning("interrupted (%s) at step %d; saved a checkpoint in %s: run the "
+                            "same command again to resume", signal.Signals(flag.signum).name,
+                            step, checkpointer.workdir)
+                raise flag.stop()
     jax.block_until_ready(state)
     t_end = time.perf_counter()
     checkpointer.wait()
