@@ -95,3 +95,30 @@ def test_sigterm_saves_and_exits_143(tmp_path):
     assert step is not None and 0 < step < 320
     status = json.loads((workdir / "status.json").read_text())
     assert status["status"] == "interrupted" and status["step"] == step
+
+
+def test_a_diverging_run_keeps_a_checkpoint_that_resumes(tmp_path):
+    """The issue's case: at a learning rate of 30 the loss reaches 1e22, still finite, before
+    any NaN. The stop (an explosion over the run's median) names a checkpoint whose state is
+    finite, and resuming it with the advised lower rate trains on to a finite end."""
+    from realsys_cli.errors import TrainingDivergedError
+
+    workdir = tmp_path / "w"
+    cfg = _cfg(num_epochs=4, checkpoint_every_steps=2, learning_rate=30.0, warmup_steps=0,
+               schedule="constant")
+    with pytest.raises(TrainingDivergedError) as info:
+        train_and_evaluate(cfg, workdir)
+    message = str(info.value)
+    good = Checkpointer(workdir).latest_step()
+    assert f"the last good checkpoint (step {good}) is kept" in message
+    assert "resume it with a lower learning rate" in message
+    import jax
+    import numpy as np
+
+    kept = load_trained(workdir, best=False).state
+    assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(kept["params"]))
+    resumed = train_and_evaluate(_cfg(num_epochs=4, checkpoint_every_steps=2,
+                                      learning_rate=0.01, warmup_steps=0, schedule="constant"),
+                                 workdir)
+    assert resumed["resumed_from_step"] == good and resumed["steps"] == 32
+    assert np.isfinite(resumed["eval_loss"])

@@ -5,8 +5,10 @@ in each checkpoint. The loop owns the rest, identically for all jobs:
 
   * metrics are fetched from the device every `log_every_steps` only (no per-step sync), written
     to metrics.jsonl and shown on the progress bar;
-  * a NaN/Inf in any logged metric stops the run with a TrainingDivergedError and the last good checkpoint kept
-    (a state is only saved after its loss was seen finite);
+  * a NaN/Inf in any logged metric, or a loss EXPLODED times the run's median so far (a loss
+    of 1e22 is finite, and comes before the NaN), stops the run with a TrainingDivergedError
+    naming the last good checkpoint; a state is saved only after its loss was seen finite and
+    when every float in it (parameters, optimizer moments) is finite;
   * Ctrl-C is caught between steps (never inside one, whose donated buffers would be lost),
     the current state is saved, and KeyboardInterrupt is raised for the CLI to exit 130;
   * every checkpoint carries the data iterator's position, so resuming replays nothing.
@@ -104,6 +106,18 @@ class _InterruptFlag:
                 signal.signal(s, h)
 
 
+# A logged loss this many times the run's median so far is an explosion, not noise.
+EXPLODED = 1e4
+
+
+@jax.jit
+def _all_finite(state: Any) -> jax.Array:
+    """True when every float leaf of the state (parameters, optimizer moments) is finite."""
+    leaves = [x for x in jax.tree.leaves(state)
+              if hasattr(x, "dtype") and jax.numpy.issubdtype(x.dtype, jax.numpy.inexact)]
+    return jax.numpy.all(jax.numpy.stack([jax.numpy.all(jax.numpy.isfinite(x)) for x in leaves]))
+
+
 @contextlib.contextmanager
 def _saves_finished(checkpointer: Checkpointer) -> Iterator[None]:
     """On any error, let the checkpoint saves in flight finish before it propagates: a crash
@@ -152,12 +166,27 @@ def run_loop(
     def save(*, metric: float | None = None, force: bool = False) -> None:
         if step == saved["step"] and metric is None:
             return  # this state is saved already (an epoch end, then Ctrl-C)
+        if not bool(to_host(_all_finite(state))):  # a ruined state is never the one kept
+            raise diverged("the parameters or optimizer state became NaN or infinite")
         saved.update(step=step, time=time.monotonic())
         extra = {"step": step, "epoch": step / spec.steps_per_epoch,
                  "data_state": batches.get_state(), **job.checkpoint_meta()}
         if meta is not None:
             extra.update(meta())
         checkpointer.save(step, state, extra, metric=metric, force=force)
+
+    losses: list[float] = []  # the logged "loss" means, to tell an explosion from noise
+
+    def diverged(what: str) -> TrainingDivergedError:
+        good = checkpointer.latest_step()
+        return TrainingDivergedError(
+            f"{what} by step {step}; "
+            + (f"the last good checkpoint (step {good}) is kept in {checkpointer.workdir}: "
+               "resume it with a lower learning rate (--set learning_rate=...) or "
+               "grad_clip_norm" if good is not None else
+               "no checkpoint was written yet: lower the learning rate (--set "
+               "learning_rate=...) or enable grad_clip_norm")
+        )
 
     def flush() -> None:
         nonlocal pending, last_train
@@ -167,13 +196,12 @@ def run_loop(
         pending = []
         bad = [k for k, v in means.items() if not math.isfinite(v)]
         if bad:
-            good = checkpointer.latest_step()
-            raise TrainingDivergedError(
-                f"{bad[0]} became {means[bad[0]]} by step {step}; "
-                + (f"the last good checkpoint (step {good}) is kept in {checkpointer.workdir}; "
-                   if good is not None else "no checkpoint was written yet; ")
-                + "lower the learning rate (--set learning_rate=...) or enable grad_clip_norm"
-            )
+            raise diverged(f"{bad[0]} became {means[bad[0]]}")
+        if "loss" in means:  # finite but exploded (1e22 comes before NaN): not a good state
+            if len(losses) >= 3 and means["loss"] > EXPLODED * max(np.median(losses), 1e-3):
+                raise diverged(f"the loss exploded to {means['loss']:.3g} (the run's median "
+                               f"{np.median(losses):.3g})")
+            losses.append(means["loss"])
         last_train = means
         metrics_log.write({"step": step, "epoch": round(step / spec.steps_per_epoch, 4),
                            **{f"{k}": v for k, v in means.items()}})
