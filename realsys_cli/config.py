@@ -196,7 +196,12 @@ def config_from_dict(cls: type[C], data: dict[str, Any]) -> C:
 def write_config(cfg: Any, workdir: str | os.PathLike) -> Path:
     path = Path(workdir) / "config.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(config_to_dict(cfg), indent=2) + "\n")
+    tmp = path.with_name(".config.json.tmp")  # write, fsync, rename: never half a config
+    with tmp.open("w") as f:
+        f.write(json.dumps(config_to_dict(cfg), indent=2) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    tmp.replace(path)
     return path
 
 
@@ -213,7 +218,14 @@ def read_run_config(workdir: str | os.PathLike, cls: type[C], *, command: str,
     path = workdir / "config.json"
     if not path.exists():
         raise CheckpointError(f"{workdir} holds no {command} run (no config.json){hint}")
-    saved = json.loads(path.read_text())
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError):
+        saved = None
+    if not isinstance(saved, dict):
+        raise CheckpointError(f"{path} is damaged (not a JSON object); the checkpoints beside "
+                              "it carry the config too: delete config.json and run the training "
+                              "command again to resume")
     if not all(key in saved for key in markers):
         raise CheckpointError(f"{workdir} holds a run of another kind, not a {command} run")
     return config_from_dict(cls, saved)

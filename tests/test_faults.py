@@ -122,3 +122,36 @@ def test_a_diverging_run_keeps_a_checkpoint_that_resumes(tmp_path):
                                  workdir)
     assert resumed["resumed_from_step"] == good and resumed["steps"] == 32
     assert np.isfinite(resumed["eval_loss"])
+
+
+def test_a_damaged_metrics_line_is_skipped_and_the_run_resumes(tmp_path, caplog, monkeypatch):
+    import logging
+
+    from realsys_cli.training.metrics import MetricsLog
+
+    logger = logging.getLogger("realsys")  # whatever a CLI test before did to it
+    monkeypatch.setattr(logger, "handlers", [caplog.handler])
+    monkeypatch.setattr(logger, "propagate", False)
+    caplog.set_level(logging.INFO, logger="realsys")
+
+    workdir = tmp_path / "w"
+    train_and_evaluate(_cfg(num_epochs=1), workdir)
+    with (workdir / "metrics.jsonl").open("a") as f:
+        f.write('{"step": 9, "loss": 0.')  # what a kill mid-write leaves
+    records = MetricsLog(workdir).read()
+    assert records and all(isinstance(r, dict) for r in records)
+    assert "skipped 1 damaged line" in caplog.text
+    resumed = train_and_evaluate(_cfg(num_epochs=2), workdir)
+    assert resumed["resumed_from_step"] == 8 and resumed["steps"] == 16
+    text = (workdir / "metrics.jsonl").read_text()
+    assert '"loss": 0.\n' not in text and all(json.loads(line) for line in text.splitlines())
+
+
+def test_an_empty_config_is_one_clear_error(tmp_path):
+    from realsys_cli.errors import CheckpointError
+
+    workdir = tmp_path / "w"
+    train_and_evaluate(_cfg(num_epochs=1), workdir)
+    (workdir / "config.json").write_text("")
+    with pytest.raises(CheckpointError, match="config.json is damaged"):
+        load_trained(workdir)

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
+import os
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger("realsys")
 
 
 class MetricsLog:
@@ -23,15 +27,38 @@ class MetricsLog:
             f.write(json.dumps(clean) + "\n")
 
     def read(self) -> list[dict[str, Any]]:
+        """Every record; a damaged line (a kill mid-write leaves half of one) is skipped with a
+        warning, never fatal."""
         if not self.path.exists():
             return []
-        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+        records, damaged = [], 0
+        for line in self.path.read_text(errors="replace").splitlines():
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError:
+                damaged += 1
+                continue
+            if isinstance(record, dict):
+                records.append(record)
+            else:
+                damaged += 1
+        if damaged:
+            log.warning("%s: skipped %d damaged line(s)", self.path, damaged)
+        return records
 
     def truncate_after(self, step: int) -> None:
-        """On resume, forget what was logged after the checkpoint we restart from."""
+        """On resume, forget what was logged after the checkpoint we restart from (and any
+        damaged line); written to a temporary file and renamed over, never half-written."""
         if self.enabled and self.path.exists():
             kept = [r for r in self.read() if r.get("step", 0) <= step]
-            self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+            tmp = self.path.with_name(f".{self.path.name}.tmp")
+            with tmp.open("w") as f:
+                f.write("".join(json.dumps(r) + "\n" for r in kept))
+                f.flush()
+                os.fsync(f.fileno())
+            tmp.replace(self.path)
 
 
 def _plain(value: Any) -> Any:
