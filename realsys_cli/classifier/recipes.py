@@ -29,6 +29,7 @@ from PIL import Image
 
 from realsys_cli import config as config_lib
 from realsys_cli.classifier.config import ClassifierConfig
+from realsys_cli.data.folder import IMAGE_EXTENSIONS
 
 log = logging.getLogger("realsys")
 
@@ -43,7 +44,6 @@ BY_DATASET = {
 }
 SMALL_SIDE = 40  # px: at most this, a folder's images are "small" (28-px digits, 32-px CIFAR)
 LARGE_SIDE = 160  # px: from this on, photographs for the 224-px AlexNet
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 GREY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
 
 

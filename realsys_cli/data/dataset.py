@@ -182,4 +182,4 @@ def prepare(name: str, *, tfds_dir: str | os.PathLike | None = None) -> tfds.cor
     target = tfds_data_dir(tfds_dir)
     if builtin.parse_builtin(name) is not None:
         return prepare_builtin(name, target)
-    return tfds_named.prepare_named(name, target)
+    return tfds_named.prepared_builder(name, target)

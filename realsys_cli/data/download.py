@@ -231,9 +231,7 @@ def _download(url: str, part: Path, remote: RemoteFile) -> str:
                 _transfer(url, part, bar)
                 break
             except (ConnectionError, TimeoutError, http.client.HTTPException,
-                    urllib.error.URLError) as e:
-                if isinstance(e, urllib.error.HTTPError):
-                    raise
+                    urllib.error.URLError) as e:  # HTTP errors are DatasetErrors by now
                 have = part.stat().st_size if part.is_file() else 0
                 if attempt == RETRIES:
                     raise NetworkError(

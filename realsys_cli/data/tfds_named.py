@@ -121,8 +121,3 @@ def acquire(name: str, builder: tfds.core.DatasetBuilder, data_dir: str) -> None
             builder.download_and_prepare()
         log.info("prepared %s in %.1f s (%s)", name, time.perf_counter() - start, ", ".join(
             f"{s} {i.num_examples}" for s, i in builder.info.splits.items()))
-
-
-def prepare_named(name: str, data_dir: str) -> tfds.core.DatasetBuilder:
-    """`realsys datasets prepare NAME` for a TFDS name."""
-    return prepared_builder(name, data_dir)

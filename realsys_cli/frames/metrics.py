@@ -1,6 +1,6 @@
 """Per-horizon scores of predicted frames, in the conventions the Moving MNIST papers report.
 
-OpenSTL's convention (Tan et al. 2023; ../shared/ANCHORS.md section 5), for frames in [0, 1]:
+OpenSTL's convention (Tan et al. 2023), for frames in [0, 1]:
   mse   "MSE per frame": the squared error SUMMED over the H x W x C pixels of a frame, averaged
         over frames and sequences (a 64x64 frame off by 0.1 everywhere scores 40.96, not 0.01);
   mae   the same with absolute errors;

@@ -159,7 +159,7 @@ class GanJob:
         best = None
         every = self.cfg.fid_every_epochs
         if (every and epoch % every == 0) or int(state["step"]) >= self.total_steps:
-            q = self.measure(state)
+            q = self.measure(local)
             shown.update({k: v for k, v in q.items() if k != "class_coverage"})
             best = -q["fid"]
         return state, shown, best

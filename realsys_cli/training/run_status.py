@@ -68,7 +68,8 @@ def write_result(workdir: str | os.PathLike, summary: dict[str, Any]) -> None:
     write_status(workdir, "finished", step=int(summary.get("steps") or 0))
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process `pid` exists on this host (a live process of another user counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -89,6 +90,6 @@ def read_status(workdir: str | os.PathLike) -> dict[str, Any] | None:
     if not isinstance(status, dict) or "status" not in status:
         return None
     here = status.get("host") == socket.gethostname()
-    if status["status"] in ("running", "trained") and here and not _alive(int(status["pid"])):
+    if status["status"] in ("running", "trained") and here and not process_alive(int(status["pid"])):
         status = dict(status, status="interrupted", killed=True)
     return status

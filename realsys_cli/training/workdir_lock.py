@@ -15,19 +15,10 @@ import socket
 from pathlib import Path
 
 from realsys_cli.errors import CheckpointError
+from realsys_cli.training.run_status import process_alive
 
 LOCK_FILE = ".lock"
 _held: set[Path] = set()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _owner(path: Path) -> dict | None:
@@ -52,7 +43,7 @@ def acquire(workdir: str | os.PathLike) -> None:
                     owner.get("host") == me["host"]):
                 break  # ours already
             local = owner is not None and owner.get("host") == me["host"]
-            if owner is not None and (not local or _alive(int(owner["pid"]))):
+            if owner is not None and (not local or process_alive(int(owner["pid"]))):
                 raise CheckpointError(
                     f"{workdir} is in use by another realsys run (pid {owner['pid']} on "
                     f"{owner.get('host')}); wait for it to end, or use another --workdir (if "
