@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import tomllib
 import types
@@ -30,6 +31,37 @@ _FALSE = {"0", "false", "no", "off"}
 
 def field_names(cls: type) -> list[str]:
     return [f.name for f in dataclasses.fields(cls)]
+
+
+# Counts are int32 in jitted code (steps, sizes) and seeds uint32 (numpy, jax): larger ones
+# overflow far from where they were given.
+INT_MAX = 2**31 - 1
+SEED_MAX = 2**32 - 1
+
+
+def check_fields(cfg: Any) -> None:
+    """The checks every config shares, for its __post_init__ (after its own): no number field
+    is NaN or infinite, no count is negative or past int32, a seed fits in 32 bits. Raises
+    ValueError, which `apply_overrides` reports as a ConfigError."""
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        for item in value if isinstance(value, tuple) else (value,):
+            _check_number(f.name, item)
+
+
+def _check_number(name: str, value: Any) -> None:
+    if isinstance(value, bool):
+        return
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value}")
+    if not isinstance(value, int):
+        return
+    if name == "seed" and not 0 <= value <= SEED_MAX:
+        raise ValueError(f"seed must be between 0 and {SEED_MAX}, got {value}")
+    if value < 0:
+        raise ValueError(f"{name} must be 0 or more, got {value}")
+    if value > INT_MAX and name != "seed":
+        raise ValueError(f"{name} must be at most {INT_MAX}, got {value}")
 
 
 def _coerce(value: Any, annotation: Any, key: str) -> Any:

@@ -46,18 +46,85 @@ class _Settings:
 settings = _Settings()
 
 
+class _PlainHandler(logging.Handler):
+    """Log lines as they are, one a line, where stderr is no terminal (a file, a pipe, CI):
+    RichHandler would wrap them at 80 columns and pad them with spaces."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            stderr.print(self.format(record), markup=False, highlight=False, soft_wrap=True)
+        except Exception:
+            self.handleError(record)
+
+
+class _Held(logging.Filter):
+    """The info lines a command says before its input is checked (the recipe it picked, the
+    workdir), held back until it does its first work (its next log line, a progress bar, a
+    result): a bad input found before that is the error line alone."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reset(None)
+
+    def reset(self, handler: logging.Handler | None) -> None:
+        self.holding = False
+        self.lines: list[logging.LogRecord | str] = []
+        self.handler = handler
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.holding and record.levelno < logging.WARNING:
+            self.lines.append(record)
+            return False
+        self.release()
+        return True
+
+    def release(self) -> None:
+        if self.holding:  # a warning while holding: it shows at once, the info lines wait
+            return
+        lines, self.lines = self.lines, []
+        for line in lines:
+            if isinstance(line, str):
+                _print_note(line)
+            elif self.handler is not None:
+                self.handler.handle(line)
+
+
+_held = _Held()
+
+
+@contextlib.contextmanager
+def held_back() -> Iterator[None]:
+    """Info lines logged or noted inside wait for the command's first work (see _Held)."""
+    _held.holding = True
+    try:
+        yield
+    finally:
+        _held.holding = False
+
+
 def setup_logging(*, quiet: bool, verbose: bool) -> None:
-    """realsys's own log lines go to stderr through Rich; third-party chatter is silenced."""
+    """realsys's own log lines go to stderr (through Rich on a terminal); third-party chatter
+    is silenced."""
     settings.quiet, settings.verbose = quiet, verbose
     level = logging.WARNING if quiet else (logging.DEBUG if verbose else logging.INFO)
-    handler = RichHandler(console=stderr, show_time=False, show_path=False, markup=False)
-    handler.setFormatter(logging.Formatter("%(message)s"))
+    if stderr.is_terminal:
+        handler: logging.Handler = RichHandler(console=stderr, show_time=False, show_path=False,
+                                               markup=False)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+    else:
+        handler = _PlainHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)-8s %(message)s"))
+    _held.reset(handler)  # a new command (in-process tests run many): nothing held from before
+    handler.addFilter(_held)
     log = logging.getLogger("realsys")
     log.handlers[:] = [handler]
     log.setLevel(level)
     log.propagate = False
     # absl (tfds, orbax) logs warnings such as "OpenCV is not installed" to stderr by default.
-    logging.getLogger("absl").setLevel(logging.DEBUG if verbose else logging.ERROR)
+    # orbax logs each failed background write (a full disk) at ERROR with its traceback, and
+    # asyncio its never-retrieved task errors: the one-line error that follows says it all.
+    for chatty in ("absl", "asyncio"):
+        logging.getLogger(chatty).setLevel(logging.DEBUG if verbose else logging.CRITICAL)
     if not verbose:
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         warnings.filterwarnings("ignore", category=FutureWarning)
@@ -87,13 +154,25 @@ def native_stdout_to_stderr() -> Iterator[None]:
 
 
 def note(message: str) -> None:
-    """One plain line on stderr (paths and names as they are: no markup, no highlighting)."""
+    """One plain line on stderr (paths and names as they are: no markup, no highlighting);
+    none with --quiet, which keeps stderr for errors."""
+    if settings.quiet:
+        return
+    if _held.holding:
+        _held.lines.append(message)
+        return
+    _held.release()
+    _print_note(message)
+
+
+def _print_note(message: str) -> None:
     stderr.print(message, markup=False, highlight=False, soft_wrap=True)
 
 
 def error(message: str) -> None:
     """One red line on stderr: what went wrong and, where there is one, the way out."""
     # Text, not markup: a message may hold square brackets (paths, `--set 'x=[/y]'`, `name[/config]`)
+    _held.lines.clear()  # a bad input found before any work: its error is the one line
     stderr.print(Text.assemble(("error:", "bold red"), " ", message), highlight=False,
                  soft_wrap=True)
 
@@ -102,6 +181,7 @@ def warning(message: str) -> None:
     """One yellow line on stderr (none with --quiet): a deprecated option, a doubtful input."""
     if settings.quiet:
         return
+    _held.release()
     stderr.print(Text.assemble(("warning:", "bold yellow"), " ", message), highlight=False,
                  soft_wrap=True)
 
@@ -137,6 +217,7 @@ class RichProgressReporter(Progress):
             console=stderr,
             transient=False,
         )
+        _held.release()
         task_id = bars.add_task(description, total=total, completed=completed, fields="")
         bars.start()
         return _RichTask(bars, task_id)
@@ -174,6 +255,7 @@ def _cell(value: Any) -> str:
 
 def print_result(result: dict[str, Any], *, json_mode: bool, title: str | None = None) -> None:
     """The one place results are written: one JSON object, or a two-column Rich table."""
+    _held.release()
     if json_mode:
         sys.stdout.write(json.dumps(result, default=_json_default) + "\n")
         sys.stdout.flush()
@@ -189,6 +271,7 @@ def print_result(result: dict[str, Any], *, json_mode: bool, title: str | None =
 
 def print_rows(rows: list[dict[str, Any]], *, json_mode: bool, title: str, key: str) -> None:
     """A list of records: a Rich table with one row each, or {key: [...]} as JSON."""
+    _held.release()
     if json_mode:
         print_result({key: rows}, json_mode=True)
         return

@@ -6,10 +6,40 @@ look. A message is one sentence a user can act on, naming the way out where ther
 
 from __future__ import annotations
 
+import signal
+
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM (a scheduler's or `docker stop`'s request to stop): handled as Ctrl-C is, the
     state saved first, but the command exits 143."""
+
+
+def signal_name(interrupt: KeyboardInterrupt) -> str:
+    return "SIGTERM" if isinstance(interrupt, Terminated) else "SIGINT"
+
+
+def mark_reported(interrupt: KeyboardInterrupt) -> KeyboardInterrupt:
+    """Note on a KeyboardInterrupt (or Terminated) that the line saying what was saved is
+    printed already, so that the CLI prints no second one."""
+    interrupt.realsys_reported = True  # type: ignore[attr-defined]
+    return interrupt
+
+
+def was_reported(interrupt: KeyboardInterrupt) -> bool:
+    return bool(getattr(interrupt, "realsys_reported", False))
+
+
+def from_signal(signum: int) -> KeyboardInterrupt:
+    """What the CLI's handler raises for a signal: KeyboardInterrupt for SIGINT, Terminated
+    for SIGTERM, marked as a signal's (unlike the KeyboardInterrupt a command raises itself
+    once it said what it saved, as fool does)."""
+    interrupt = Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+    interrupt.realsys_signal = signum  # type: ignore[attr-defined]
+    return interrupt
+
+
+def is_from_signal(interrupt: KeyboardInterrupt) -> bool:
+    return getattr(interrupt, "realsys_signal", None) is not None
 
 
 class RealsysError(Exception):
@@ -41,3 +71,12 @@ class InputImageError(RealsysError):
 class TrainingDivergedError(RealsysError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
+
+
+class DiskFullError(CheckpointError):
+    """A checkpoint could not be written for lack of space; the previous one is intact."""
+
+
+class DamagedCheckpointError(CheckpointError):
+    """Every checkpoint that could be restored is damaged (unreadable, or its arrays do not
+    match the checksum written with them)."""

@@ -23,8 +23,11 @@ import pytest
 
 
 @contextlib.contextmanager
-def interrupt_at_step(steps_cls: type, n: int) -> Iterator[dict[str, int]]:
-    """Yields {"calls": ...}: how many steps the patched step functions ran."""
+def signal_at_step(steps_cls: type, n: int,
+                   signum: int = signal.SIGINT) -> Iterator[dict[str, int]]:
+    """The patch alone: `signum` raised just before call N of the train steps; what the block
+    does with the loop's KeyboardInterrupt (or Terminated, for SIGTERM) is the caller's (a
+    CliRunner turns it into an exit code). Yields {"calls": ...}."""
     assert n >= 1
     real_make = steps_cls.make_train_step
     counter = {"calls": 0}
@@ -35,14 +38,20 @@ def interrupt_at_step(steps_cls: type, n: int) -> Iterator[dict[str, int]]:
         def wrapped(state: Any, batch: Any) -> Any:
             counter["calls"] += 1
             if counter["calls"] == n:
-                signal.raise_signal(signal.SIGINT)
+                signal.raise_signal(signum)
             return step(state, batch)
 
         return wrapped
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(steps_cls, "make_train_step", interrupting)
-        with pytest.raises(KeyboardInterrupt):
-            yield counter
+        yield counter
+
+
+@contextlib.contextmanager
+def interrupt_at_step(steps_cls: type, n: int) -> Iterator[dict[str, int]]:
+    """Yields {"calls": ...}: how many steps the patched step functions ran."""
+    with signal_at_step(steps_cls, n) as counter, pytest.raises(KeyboardInterrupt):
+        yield counter
     # The loop stopped right after step N: not before (the signal raised mid-step) nor later.
     assert counter["calls"] == n, f"{counter['calls']} steps ran, expected to stop after {n}"

@@ -188,7 +188,6 @@ def test_eval_batches_same_count_on_every_shard():
     [
         (100, 32, Shard(), 3),
         (96, 32, Shard(), 3),
-        (10, 32, Shard(), 1),  # fewer records than a batch: still one step
         (100, 10, Shard(0, 3), 3),  # shards of 34, 33, 33
         (100, 10, Shard(2, 3), 3),
         (15, 4, Shard(0, 2), 1),  # shards of 8 and 7: both run 1 step
@@ -197,6 +196,17 @@ def test_eval_batches_same_count_on_every_shard():
 )
 def test_steps_per_epoch(n, batch, shard, expected):
     assert steps_per_epoch(n, batch, shard) == expected
+
+
+def test_a_batch_larger_than_the_data_is_refused():
+    from realsys_cli.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="batch_size 32 is larger than the 10 training "
+                       "examples; use --batch-size 10 or less"):
+        steps_per_epoch(10, 32)
+    with pytest.raises(ConfigError, match="batch_size 8 is larger than the 7 training "
+                       "examples; use --batch-size 6 or less"):
+        steps_per_epoch(7, 4, Shard(0, 2))  # shards of 4 and 3
 
 
 def test_steps_per_epoch_matches_the_stream():

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
+from realsys_cli.config import check_fields
 from realsys_cli.training.optim import OPTIMIZERS, SCHEDULES
 
 # The default length (num_epochs = 0) on a dataset large enough for the floor not to matter:
@@ -76,6 +77,7 @@ class ClassifierConfig:
             raise ValueError("label_smoothing must be in [0, 1)")
         if self.init not in ("", "paper", "he"):
             raise ValueError("init must be '', 'paper' or 'he'")
+        check_fields(self)
 
 
 # Fields that may differ when a run is resumed: they do not change what was trained so far

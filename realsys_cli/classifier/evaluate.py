@@ -121,9 +121,10 @@ def evaluate_workdir(workdir: str | Path, *, dataset: str | None = None,
                                                     else None),
                         tfds_dir=tfds_dir or trained.cfg.tfds_data_dir)
     if data.class_names and tuple(data.class_names) != trained.class_names:
-        raise CheckpointError(
-            f"{name} has classes {', '.join(data.class_names[:5])}...; the model in {workdir} "
-            f"was trained on {', '.join(trained.class_names[:5])}..."
+        raise CheckpointError(  # a folder is named by its path: its label is the model's
+            f"{data_dir or name} has classes {', '.join(data.class_names[:5])}...; the model in "
+            f"{workdir} was trained on {', '.join(trained.class_names[:5])}...: evaluate it on "
+            "data of the same classes"
         )
     split = split or data.eval_split
     mesh = distributed.data_mesh()
@@ -148,12 +149,15 @@ def read_image(path: str | Path, channels: int, size: int) -> np.ndarray:
     gets its luma, as the input pipeline converts (`pipeline.convert_channels`).
     """
     path = Path(path)
+    if path.is_dir():
+        raise InputImageError(f"image {path} is a folder; give the image files in it")
     if not path.is_file():
         raise InputImageError(f"image {path} does not exist")
     try:
         rgb = load_rgb(path)
     except Exception as e:  # PIL raises many types for corrupt files
-        raise InputImageError(f"cannot read image {path}: {type(e).__name__}") from None
+        raise InputImageError(f"cannot read image {path}: it is damaged or not an image "
+                              f"({type(e).__name__})") from None
     return pipeline.convert_channels(pipeline.resize_square(np.asarray(rgb), size), channels)
 
 

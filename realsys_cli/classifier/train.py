@@ -6,6 +6,7 @@ the loop / final evaluation and pictures.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import time
@@ -39,7 +40,7 @@ from realsys_cli.models import count_params
 from realsys_cli.progress import SILENT, Progress
 from realsys_cli.training import distributed, optim, run_status
 from realsys_cli.training.distributed import ClusterSpec
-from realsys_cli.training.loop import LoopSpec, run_loop
+from realsys_cli.training.loop import LoopSpec, finishing, run_loop
 from realsys_cli.training.run import join_and_open, start_or_resume
 
 log = logging.getLogger("realsys")
@@ -146,37 +147,39 @@ def train_and_evaluate(
         start_step=start_step, checkpointer=checkpointer, metrics_log=metrics_log,
         progress=progress,
     )
-    final = job.last_eval or job.evaluate(result.state)
-    run.close()
+    # Every step is saved now: a signal from here on stops at once (see finishing);
+    # the workdir is freed last, once result.json is written.
+    with finishing(workdir, result.step), contextlib.closing(run):
+        final = job.last_eval or job.evaluate(result.state)
 
-    # ------------------------------------------------------------------ results and pictures
-    if jax.process_index() == 0:
-        records = metrics_log.read()
-        if records:
-            report.save_curves(records, workdir / "curves.png")
-        report.save_confusion(np.asarray(final["confusion"]), facts.class_names,
-                              workdir / "confusion.png")
-    train_seconds = time.perf_counter() - t0
-    summary = {
-        "dataset": dataset.name,
-        "recipe": cfg.recipe or None,
-        "model": cfg.model,
-        "num_params": num_params,
-        "image_size": facts.image_size,
-        "epochs": round(result.step / steps_per_epoch, 3),
-        "steps": result.step,
-        "resumed_from_step": start_step or None,
-        "eval_split": dataset.eval_split,
-        "eval_examples": int(final["count"]),
-        "eval_accuracy": final["accuracy"],
-        "eval_top5_accuracy": final["top5_accuracy"],
-        "eval_loss": final["loss"],
-        "train_seconds": round(train_seconds, 2),
-        "train_images_per_second": round(result.steady_images_per_second, 1),
-        "devices": jax.device_count(),
-        "processes": jax.process_count(),
-        "workdir": str(workdir),
-    }
-    if jax.process_index() == 0:
-        run_status.write_result(workdir, summary)
-    return summary
+        # -------------------------------------------------------------- results and pictures
+        if jax.process_index() == 0:
+            records = metrics_log.read()
+            if records:
+                report.save_curves(records, workdir / "curves.png")
+            report.save_confusion(np.asarray(final["confusion"]), facts.class_names,
+                                  workdir / "confusion.png")
+        train_seconds = time.perf_counter() - t0
+        summary = {
+            "dataset": dataset.name,
+            "recipe": cfg.recipe or None,
+            "model": cfg.model,
+            "num_params": num_params,
+            "image_size": facts.image_size,
+            "epochs": round(result.step / steps_per_epoch, 3),
+            "steps": result.step,
+            "resumed_from_step": start_step or None,
+            "eval_split": dataset.eval_split,
+            "eval_examples": int(final["count"]),
+            "eval_accuracy": final["accuracy"],
+            "eval_top5_accuracy": final["top5_accuracy"],
+            "eval_loss": final["loss"],
+            "train_seconds": round(train_seconds, 2),
+            "train_images_per_second": round(result.steady_images_per_second, 1),
+            "devices": jax.device_count(),
+            "processes": jax.process_count(),
+            "workdir": str(workdir),
+        }
+        if jax.process_index() == 0:
+            run_status.write_result(workdir, summary)
+        return summary

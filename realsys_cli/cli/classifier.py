@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import sys
+from importlib import import_module
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from realsys_cli.cli import options as opt
+from realsys_cli.cli.trainer import TrainerArgs, train_or_print, trainer_command
 
 
 @opt.handle_errors
+@trainer_command()
 def train_classifier(
     *,
     dataset: Annotated[str | None, typer.Option(
@@ -27,18 +30,7 @@ def train_classifier(
     batch_size: opt.BatchSizeOpt = None,
     learning_rate: opt.LearningRateOpt = None,
     bf16: opt.Bf16Opt = False,
-    seed: opt.SeedOpt = None,
-    data_dir: opt.DataDirOpt = None,
-    tfds_data_dir: opt.TfdsDirOpt = None,
-    no_download: opt.NoDownloadOpt = False,
-    config: opt.ConfigOpt = None,
-    set_: opt.SetOpt = None,
-    print_config: opt.PrintConfigOpt = False,
-    workdir: opt.WorkdirOpt = None,
-    coordinator_address: opt.CoordinatorOpt = None,
-    num_processes: opt.NumProcessesOpt = 1,
-    process_id: opt.ProcessIdOpt = 0,
-    json: opt.JsonOpt = False,
+    common: TrainerArgs,
 ) -> None:
     """Train a classifier; the dataset picks the recipe (imagenette: alexnet, digits, mnist:
     lenet, cifar10: alexnet-small at 32 px) unless --model or --config says (default: digits)."""
@@ -48,26 +40,17 @@ def train_classifier(
     from realsys_cli import console
     from realsys_cli.classifier.recipes import resolve_train_config
 
-    cfg = resolve_train_config(
-        config_file=config, set_items=set_,
-        options={"dataset": dataset, "model": model, "max_steps": steps, "num_epochs": epochs,
-                 "batch_size": batch_size, "learning_rate": learning_rate,
-                 "dtype": "bfloat16" if bf16 else None, "seed": seed,
-                 "data_dir": opt.path_or_none(data_dir),
-                 "tfds_data_dir": opt.path_or_none(tfds_data_dir)},
-    )
-    if print_config:
-        from realsys_cli.cli.printing import print_config as print_resolved
-
-        print_resolved(cfg, command="train-classifier", json_mode=json)
-        return
-    from realsys_cli.classifier.train import train_and_evaluate
-
-    workdir = workdir or opt.default_workdir("train-classifier", cfg.dataset, cfg.model)
-    console.note(f"workdir: {workdir}")
-    opt.run_trainer(train_and_evaluate, cfg, workdir, coordinator_address=coordinator_address,
-                    num_processes=num_processes, process_id=process_id, json=json,
-                    title="train-classifier")
+    with console.held_back():  # the recipe line: not before a bad input's error
+        cfg = resolve_train_config(
+            config_file=common.config, set_items=common.set_,
+            options={"dataset": dataset, "model": model, "max_steps": steps,
+                     "num_epochs": epochs, "batch_size": batch_size,
+                     "learning_rate": learning_rate, "dtype": "bfloat16" if bf16 else None,
+                     "seed": common.seed, "data_dir": opt.path_or_none(common.data_dir),
+                     "tfds_data_dir": opt.path_or_none(common.tfds_data_dir)},
+        )
+    train_or_print(cfg, common, command="train-classifier", workdir_parts=(cfg.dataset, cfg.model),
+                   train=lambda: import_module("realsys_cli.classifier.train").train_and_evaluate)
 
 
 def classifier_run(classifier: Path | None, old_workdir: Path | None) -> Path:

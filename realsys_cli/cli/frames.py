@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from importlib import import_module
 from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
 
 from realsys_cli.cli import options as opt
+from realsys_cli.cli.trainer import TrainerArgs, train_or_print, trainer_command
 
 HELP = """Next-frame prediction: a ConvLSTM encoder-forecaster (Shi et al. 2015) continues a movie.
 
@@ -27,6 +29,7 @@ feeds 10 real test frames and predicts 30 autoregressively, past the training ho
 
 
 @opt.handle_errors
+@trainer_command(data_dir=False)
 def predict_frames(
     *,
     dataset: Annotated[str | None, typer.Option(
@@ -49,53 +52,33 @@ def predict_frames(
         "--out", "-o", help="The movie GIF (with --rollout; default <workdir>/movie.gif).")] = None,
     count: Annotated[int, typer.Option("--count", "-n", min=1,
                                        help="Test clips in the movie.")] = 3,
-    seed: opt.SeedOpt = None,
-    tfds_data_dir: opt.TfdsDirOpt = None,
-    no_download: opt.NoDownloadOpt = False,
-    config: opt.ConfigOpt = None,
-    set_: opt.SetOpt = None,
-    print_config: opt.PrintConfigOpt = False,
-    workdir: opt.WorkdirOpt = None,
-    coordinator_address: opt.CoordinatorOpt = None,
-    num_processes: opt.NumProcessesOpt = 1,
-    process_id: opt.ProcessIdOpt = 0,
-    json: opt.JsonOpt = False,
+    common: TrainerArgs,
 ) -> None:
     if rollout is not None or out is not None:
-        _movie(rollout=rollout, out=out, count=count, workdir=workdir, dataset=dataset,
-               tfds_data_dir=tfds_data_dir, json=json,
+        _movie(rollout=rollout, out=out, count=count, workdir=common.workdir, dataset=dataset,
+               tfds_data_dir=common.tfds_data_dir, json=common.json,
                training_options={"--steps": steps, "--epochs": epochs, "--batch-size": batch_size,
-                                 "--lr": learning_rate, "--loss": loss, "--seed": seed,
-                                 "--adversarial": adversarial, "--config": config,
-                                 "--set": set_, "--print-config": print_config or None})
+                                 "--lr": learning_rate, "--loss": loss, "--seed": common.seed,
+                                 "--adversarial": adversarial, "--config": common.config,
+                                 "--set": common.set_,
+                                 "--print-config": common.print_config or None})
         return
     from realsys_cli.xla_flags import use_training_flags
 
     use_training_flags()
-    from realsys_cli import console
     from realsys_cli.config import resolve_config
     from realsys_cli.frames.config import FramesConfig
 
     cfg = resolve_config(
-        FramesConfig, config_file=config, set_items=set_,
+        FramesConfig, config_file=common.config, set_items=common.set_,
         options={"dataset": dataset, "max_steps": steps, "num_epochs": epochs,
                  "batch_size": batch_size, "learning_rate": learning_rate, "loss": loss,
-                 "adversarial": adversarial, "seed": seed,
-                 "tfds_data_dir": opt.path_or_none(tfds_data_dir)},
+                 "adversarial": adversarial, "seed": common.seed,
+                 "tfds_data_dir": opt.path_or_none(common.tfds_data_dir)},
     )
-    if print_config:
-        from realsys_cli.cli.printing import print_config as print_resolved
-
-        print_resolved(cfg, command="predict-frames", json_mode=json)
-        return
-    from realsys_cli.frames.train import train_and_evaluate
-
-    workdir = workdir or opt.default_workdir("predict-frames", cfg.dataset,
-                                             "adversarial" if cfg.adversarial else cfg.loss)
-    console.note(f"workdir: {workdir}")
-    opt.run_trainer(train_and_evaluate, cfg, workdir, coordinator_address=coordinator_address,
-                    num_processes=num_processes, process_id=process_id, json=json,
-                    title="predict-frames")
+    train_or_print(cfg, common, command="predict-frames",
+                   workdir_parts=(cfg.dataset, "adversarial" if cfg.adversarial else cfg.loss),
+                   train=lambda: import_module("realsys_cli.frames.train").train_and_evaluate)
 
 
 def _movie(*, rollout: int | None, out: Path | None, count: int, workdir: Path | None,

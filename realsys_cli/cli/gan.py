@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from importlib import import_module
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from realsys_cli.cli import options as opt
+from realsys_cli.cli.trainer import TrainerArgs, train_or_print, trainer_command
 
 JudgeOpt = Annotated[Path | None, typer.Option(
     "--judge", help="A train-classifier run on the same dataset, whose features FID is "
@@ -16,6 +18,7 @@ JudgeOpt = Annotated[Path | None, typer.Option(
 
 
 @opt.handle_errors
+@trainer_command()
 def train_gan(
     *,
     dataset: Annotated[str | None, typer.Option(
@@ -32,47 +35,25 @@ def train_gan(
     latent: Annotated[str | None, typer.Option(
         "--latent", help="z distribution: uniform (U(-1, 1), the paper's) or normal.")] = None,
     judge: JudgeOpt = None,
-    seed: opt.SeedOpt = None,
-    data_dir: opt.DataDirOpt = None,
-    tfds_data_dir: opt.TfdsDirOpt = None,
-    no_download: opt.NoDownloadOpt = False,
-    config: opt.ConfigOpt = None,
-    set_: opt.SetOpt = None,
-    print_config: opt.PrintConfigOpt = False,
-    workdir: opt.WorkdirOpt = None,
-    coordinator_address: opt.CoordinatorOpt = None,
-    num_processes: opt.NumProcessesOpt = 1,
-    process_id: opt.ProcessIdOpt = 0,
-    json: opt.JsonOpt = False,
+    common: TrainerArgs,
 ) -> None:
     """Train a DCGAN; report FID, its real-vs-real floor and class coverage at the end."""
     from realsys_cli.xla_flags import use_training_flags
 
     use_training_flags()
-    from realsys_cli import console
     from realsys_cli.config import resolve_config
     from realsys_cli.gan.config import GanConfig
 
     cfg = resolve_config(
-        GanConfig, config_file=config, set_items=set_,
+        GanConfig, config_file=common.config, set_items=common.set_,
         options={"dataset": dataset, "max_steps": steps, "num_epochs": epochs,
                  "batch_size": batch_size, "learning_rate": learning_rate,
-                 "latent_dim": latent_dim, "latent_distribution": latent, "seed": seed,
-                 "judge": opt.path_or_none(judge), "data_dir": opt.path_or_none(data_dir),
-                 "tfds_data_dir": opt.path_or_none(tfds_data_dir)},
+                 "latent_dim": latent_dim, "latent_distribution": latent, "seed": common.seed,
+                 "judge": opt.path_or_none(judge), "data_dir": opt.path_or_none(common.data_dir),
+                 "tfds_data_dir": opt.path_or_none(common.tfds_data_dir)},
     )
-    if print_config:
-        from realsys_cli.cli.printing import print_config as print_resolved
-
-        print_resolved(cfg, command="train-gan", json_mode=json)
-        return
-    from realsys_cli.gan.train import train_and_evaluate
-
-    workdir = workdir or opt.default_workdir("train-gan", cfg.dataset)
-    console.note(f"workdir: {workdir}")
-    opt.run_trainer(train_and_evaluate, cfg, workdir, coordinator_address=coordinator_address,
-                    num_processes=num_processes, process_id=process_id, json=json,
-                    title="train-gan")
+    train_or_print(cfg, common, command="train-gan", workdir_parts=(cfg.dataset,),
+                   train=lambda: import_module("realsys_cli.gan.train").train_and_evaluate)
 
 
 @opt.handle_errors
@@ -107,7 +88,8 @@ def sample(
         "--best/--latest", help="The checkpoint with the lowest FID, or the latest one.")]
     = False,
     seed: Annotated[int | None, typer.Option(
-        "--seed", help="Draw a new z (default: the training's fixed z).")] = None,
+        "--seed", min=0, max=opt.SEED_MAX,
+        help="Draw a new z (default: the training's fixed z).")] = None,
     json: opt.JsonOpt = False,
     workdir: opt.OldWorkdirOpt = None,
     num: Annotated[int | None, typer.Option(

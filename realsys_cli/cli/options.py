@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 import time
 import traceback
 from collections.abc import Callable
@@ -23,6 +24,9 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+from typer.core import TyperGroup
+
+from realsys_cli.config import SEED_MAX
 
 T = TypeVar("T")
 
@@ -78,7 +82,8 @@ BatchSizeOpt = Annotated[
     typer.Option("--batch-size", "-b", min=1, help="Global batch size, over all devices."),
 ]
 LearningRateOpt = Annotated[float | None, typer.Option("--lr", help="Learning rate.")]
-SeedOpt = Annotated[int | None, typer.Option("--seed", help="Random seed.")]
+SeedOpt = Annotated[int | None, typer.Option("--seed", min=0, max=SEED_MAX,
+                                             help="Random seed.")]
 Bf16Opt = Annotated[bool, typer.Option("--bf16", help="bfloat16 compute (mixed precision).")]
 
 # ------------------------------------------------------------------------- multi-process runs
@@ -140,6 +145,41 @@ class UsageError(typer.BadParameter):
         return self.message
 
 
+class OneLineErrors(TyperGroup):
+    """The root command: a usage error is one line too ("error: No such option: --bogus; see
+    'realsys fool --help'"), exit 2, where Typer draws a box of six lines wrapped at 80
+    columns. Only the standalone form (the `realsys` program, CliRunner) changes."""
+
+    def main(self, args: Any = None, prog_name: str | None = None,
+             complete_var: str | None = None, standalone_mode: bool = True, **extra: Any) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        from typer._click.exceptions import ClickException, NoArgsIsHelpError
+
+        from realsys_cli import console
+
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except NoArgsIsHelpError:  # `realsys` alone: the help is printed already
+            sys.exit(2)
+        except ClickException as e:
+            console.error(usage_line(e))
+            sys.exit(e.exit_code)
+        except typer.Abort:
+            console.error("aborted")
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+def usage_line(e: Any) -> str:
+    """A Typer (click) error as one line that names the command's --help."""
+    message = " ".join(e.format_message().split()).rstrip(".")
+    ctx = getattr(e, "ctx", None)
+    if ctx is None or ctx.command.get_help_option(ctx) is None:
+        return message
+    return f"{message}; see '{ctx.command_path} {ctx.help_option_names[0]}'"
+
+
 def deprecated(old: str, new: str) -> None:
     from realsys_cli import console
 
@@ -170,20 +210,21 @@ def debug_enabled() -> bool:
 def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Library errors become one red line on stderr and exit 1 (REALSYS_DEBUG=1: traceback).
 
-    Usage errors are Typer's (exit 2) and Ctrl-C is exit 130; a full disk or any other
-    unexpected failure is one line too, never a wall of traceback.
+    Usage errors are Typer's (exit 2); Ctrl-C is exit 130 and SIGTERM 143 (a trainer says in
+    one line what was saved: see run_trainer); a full disk or any other unexpected failure is
+    one line too, never a wall of traceback.
     """
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from realsys_cli import console
-        from realsys_cli.errors import RealsysError, Terminated
+        from realsys_cli.errors import RealsysError
 
         try:
             return fn(*args, **kwargs)
-        except Terminated:  # SIGTERM, after the loop saved what it could
-            raise typer.Exit(143) from None
-        except (typer.Exit, typer.Abort, typer.TyperException, KeyboardInterrupt, SystemExit):
+        except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM, after what could be saved was
+            raise typer.Exit(interrupted(e)) from None
+        except (typer.Exit, typer.Abort, typer.TyperException, SystemExit):
             raise
         except RealsysError as e:
             if debug_enabled():
@@ -196,6 +237,9 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             console.error(f"{e.strerror or e}{f': {e.filename}' if e.filename else ''}")
             raise typer.Exit(1) from None
         except Exception as e:  # a bug: say so in one line, keep the traceback one flag away
+            cause = _interrupt_behind(e)
+            if cause is not None:  # no bug: a signal broke an import (numpy, jaxlib)
+                raise typer.Exit(interrupted(cause)) from None
             if debug_enabled():
                 traceback.print_exc()
             console.error(
@@ -204,6 +248,45 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise typer.Exit(1) from None
 
     return wrapper
+
+
+def interrupted(interrupt: KeyboardInterrupt) -> int:
+    """The exit code of a command stopped by a signal: 130, or 143 for SIGTERM (Typer would
+    exit 130 for Terminated, a KeyboardInterrupt too). A signal's interrupt that nobody
+    reported (the training loop says what it saved) gets its one line here."""
+    import logging
+
+    from realsys_cli.errors import Terminated, is_from_signal, signal_name, was_reported
+
+    if is_from_signal(interrupt) and not was_reported(interrupt):
+        logging.getLogger("realsys").warning("interrupted (%s) before anything was saved",
+                                             signal_name(interrupt))
+    return 143 if isinstance(interrupt, Terminated) else 130
+
+
+def _interrupt_behind(error: BaseException) -> KeyboardInterrupt | None:
+    """The KeyboardInterrupt that caused `error`, if one did."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, KeyboardInterrupt):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def _nothing_saved(interrupt: KeyboardInterrupt, workdir: Path) -> None:
+    """A trainer stopped by a signal says in one line what it saved: the loop does when it
+    saved a checkpoint (or stopped after the last step), this note when it saved none."""
+    import logging
+
+    from realsys_cli.errors import mark_reported, signal_name, was_reported
+
+    if not was_reported(interrupt):  # a log line as the loop's: a warning, shown with -q too
+        logging.getLogger("realsys").warning(
+            "interrupted (%s) before the first checkpoint of this invocation: nothing new was "
+            "saved in %s", signal_name(interrupt), workdir)
+        mark_reported(interrupt)
 
 
 def run_trainer(train: Callable[..., dict[str, Any]], cfg: Any, workdir: Path, *,
@@ -219,6 +302,10 @@ def run_trainer(train: Callable[..., dict[str, Any]], cfg: Any, workdir: Path, *
     cluster = ClusterSpec(coordinator_address, num_processes, process_id)
     quiet_native = console.native_stdout_to_stderr() if num_processes > 1 else nullcontext()
     with quiet_native:
-        result = train(cfg, workdir, cluster=cluster,
-                       progress=console.progress_reporter(json_mode=json))
+        try:
+            result = train(cfg, workdir, cluster=cluster,
+                           progress=console.progress_reporter(json_mode=json))
+        except KeyboardInterrupt as e:
+            _nothing_saved(e, workdir)
+            raise
         console.print_result(result, json_mode=json, title=title)

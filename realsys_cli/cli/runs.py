@@ -24,6 +24,11 @@ def runs(
     from realsys_cli.runs import list_runs
 
     root = directory or default_runs_dir()
+    if root.exists() and not root.is_dir():
+        from realsys_cli.errors import ConfigError
+
+        raise ConfigError(f"--dir {root} is a file, not a folder of runs; give the folder the "
+                          "runs are in")
     rows = list_runs(root)
     if not rows and not json:
         console.note(f"no runs in {root}")

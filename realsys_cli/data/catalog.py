@@ -12,6 +12,8 @@ import numpy as np
 from realsys_cli import pictures
 from realsys_cli.data import builtin, official
 from realsys_cli.data.dataset import Dataset, open_dataset, tfds_data_dir
+from realsys_cli.errors import ConfigError
+from realsys_cli.outputs import MOVIE_SUFFIXES, check_picture
 
 
 def list_datasets(tfds_dir: str | os.PathLike | None = None) -> list[dict[str, Any]]:
@@ -94,14 +96,17 @@ def preview(
     tfds_dir: str | None = None,
 ) -> dict[str, Any]:
     """A labelled grid (PNG) of random samples, or a GIF of clips for video datasets."""
+    out = check_picture(out)  # before a dataset is prepared, not after
     dataset = open_dataset(name, data_dir=data_dir, tfds_dir=tfds_dir)
+    if dataset.kind == "video" and out.suffix.lower() not in MOVIE_SUFFIXES:
+        raise ConfigError(f"--out {out}: {name} is a video dataset, previewed as a movie; end "
+                          "the file in .gif")
     split = split or (dataset.train_split if "train" in dataset.splits else dataset.eval_split)
     source = dataset.source(split)
     rng = np.random.default_rng(seed)
     count = min(count, len(source), 8 if dataset.kind == "video" else count)
     indices = np.sort(rng.choice(len(source), size=count, replace=False))
     records = [source[int(i)] for i in indices]
-    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if dataset.kind == "video":
         clips = np.stack([r["video"] for r in records])  # (N, T, H, W, C)

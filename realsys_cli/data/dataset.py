@@ -36,8 +36,13 @@ SPLIT_ALIASES = {"val": ("validation",), "validation": ("val",), "valid": ("vali
 def tfds_data_dir(explicit: str | os.PathLike | None = None) -> str:
     """--tfds-data-dir, else $TFDS_DATA_DIR, else TFDS's default (~/tensorflow_datasets)."""
     if explicit:
-        return str(Path(explicit).expanduser())
-    return os.environ.get("TFDS_DATA_DIR") or str(Path("~/tensorflow_datasets").expanduser())
+        found = str(Path(explicit).expanduser())
+    else:
+        found = os.environ.get("TFDS_DATA_DIR") or str(Path("~/tensorflow_datasets").expanduser())
+    if Path(found).exists() and not Path(found).is_dir():
+        raise DatasetError(f"the TFDS data dir {found} is a file, not a folder; give another "
+                           "--tfds-data-dir (or TFDS_DATA_DIR)")
+    return found
 
 
 class RecordView(Sequence):

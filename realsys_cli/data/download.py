@@ -190,10 +190,7 @@ def fetch(remote: RemoteFile, directory: str | os.PathLike, *, dataset: str) -> 
         unverified.replace(final)
         return final
     if not allowed():
-        raise DatasetError(
-            f"{dataset} needs {remote.name} ({_size(remote.size)}) and downloads are off "
-            f"(--no-download or {NO_DOWNLOAD_ENV}); allow them, or put the verified file at {final}"
-        )
+        raise _downloads_off(remote, final, dataset)
     url = source_url(remote, dataset)
     check_reachable(url, what=f"{dataset} ({remote.name})")
     expected = expected_sha256(remote, dataset)
@@ -209,6 +206,23 @@ def fetch(remote: RemoteFile, directory: str | os.PathLike, *, dataset: str) -> 
         )
     part.replace(final)
     return final
+
+
+def check_fetchable(remote: RemoteFile, directory: str | os.PathLike, *, dataset: str) -> None:
+    """Before anything is made for a preparation: fetch's error for a file that is not here
+    while downloads are off. Creates nothing."""
+    directory = Path(directory)
+    final = directory / remote.name
+    if allowed() or final.is_file() or (directory / f"{remote.name}.unverified").is_file():
+        return
+    raise _downloads_off(remote, final, dataset)
+
+
+def _downloads_off(remote: RemoteFile, final: Path, dataset: str) -> DatasetError:
+    return DatasetError(
+        f"{dataset} needs {remote.name} ({_size(remote.size)}) and downloads are off "
+        f"(--no-download or {NO_DOWNLOAD_ENV}); allow them, or put the verified file at {final}"
+    )
 
 
 def _accepted(digest: str) -> bool:

@@ -29,6 +29,8 @@ import grain
 import numpy as np
 from PIL import Image
 
+from realsys_cli.errors import ConfigError
+
 
 @dataclasses.dataclass(frozen=True)
 class Shard:
@@ -105,10 +107,15 @@ def shard_of(source: Sequence, shard: Shard) -> grain.MapDataset:
 def steps_per_epoch(num_examples: int, batch_size: int, shard: Shard = Shard()) -> int:
     """Full batches per epoch for one process; the stream crosses epochs, so none is lost.
 
-    Counted on the smallest shard, so that every process runs the same number of steps.
+    Counted on the smallest shard, so that every process runs the same number of steps. A
+    batch larger than the data is refused: it would repeat examples within one step.
     """
     per_process = num_examples // shard.count
-    return max(1, per_process // batch_size)
+    if batch_size > per_process:
+        raise ConfigError(f"batch_size {batch_size * shard.count} is larger than the "
+                          f"{num_examples} training examples; use --batch-size "
+                          f"{per_process * shard.count} or less")
+    return per_process // batch_size
 
 
 def train_batches(

@@ -106,10 +106,12 @@ def acquire(name: str, builder: tfds.core.DatasetBuilder, data_dir: str) -> None
     preparation never reads as prepared; the next run removes the leftover and starts again.
     """
     downloads = Path(data_dir) / "downloads" / "realsys" / builder.name
+    files = official.remote_files(builder)
+    for remote in files.values():  # --no-download: one line, before the lock file is made
+        download.check_fetchable(remote, downloads, dataset=name)
     with _locked(downloads / ".lock"):
         if builder.is_prepared():  # another process finished it while we waited
             return
-        files = official.remote_files(builder)
         builder.local_files = {role: download.fetch(remote, downloads, dataset=name)
                                for role, remote in files.items()}
         version_dir = Path(builder.data_dir)

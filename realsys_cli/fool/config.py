@@ -11,6 +11,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
+from realsys_cli.config import check_fields
+
 METHODS = ("ascent", "evolve", "perturb")
 ENCODINGS = ("direct", "cppn")
 THRESHOLDS = ("argmax", "0.99", "0.999", "0.9999")  # the milestones every image records
@@ -76,6 +78,7 @@ class FoolConfig:
             raise ValueError("step sizes must be positive")
         if self.jitter_px < 0 or self.blur_sigma_px < 0:
             raise ValueError("jitter_px and blur_sigma_px must be >= 0")
+        check_fields(self)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,3 +95,4 @@ class DefenceConfig:
             raise ValueError("rounds and retrain_epochs must be at least 1")
         if self.fooling_fraction <= 0:
             raise ValueError("fooling_fraction must be positive")
+        check_fields(self)

@@ -36,6 +36,7 @@ from realsys_cli.fool.config import DefenceConfig, FoolConfig
 from realsys_cli.fool.result import Fooled, passes
 from realsys_cli.fool.run import attack
 from realsys_cli.fool.target import FrozenClassifier, load_frozen
+from realsys_cli.outputs import check_creatable
 from realsys_cli.progress import SILENT, Progress
 
 log = logging.getLogger("realsys")
@@ -118,7 +119,7 @@ def run_defence(cfg: FoolConfig, dcfg: DefenceConfig, workdir: str | Path, out: 
     from realsys_cli.classifier.train import train_and_evaluate
 
     t0 = time.perf_counter()
-    out = Path(out)
+    out = check_creatable(out, option="--workdir", folder=True)  # not after round 0's attack
     base = load_trained(workdir)
     base_cfg = base.cfg
     num_classes = len(base.class_names)

@@ -20,6 +20,7 @@ from realsys_cli.fool import report
 from realsys_cli.fool.config import FoolConfig
 from realsys_cli.fool.result import Fooled, passes
 from realsys_cli.fool.target import FrozenClassifier, fit_images, load_frozen, resolve_targets
+from realsys_cli.outputs import check_creatable
 from realsys_cli.progress import SILENT, Progress
 
 log = logging.getLogger("realsys")
@@ -81,7 +82,7 @@ def run(cfg: FoolConfig, workdir: str | Path, out: str | Path, *,
         progress: Progress = SILENT) -> dict[str, Any]:
     """`announce`: a line to log once the input is checked (the CLI names the run it chose)."""
     t0 = time.perf_counter()
-    out = Path(out)
+    out = check_creatable(out, option="--workdir", folder=True)  # not after the whole attack
     # ------------------------------------------------------------------- the network and targets
     net = load_frozen(workdir)
     other = load_frozen(also_check) if also_check is not None else None

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
+from realsys_cli.config import check_fields
 from realsys_cli.training.optim import OPTIMIZERS, SCHEDULES
 
 
@@ -76,6 +77,7 @@ class FramesConfig:
             raise ValueError("learning rates must be positive")
         if min(self.max_steps, self.eval_limit, self.scheduled_sampling_steps, self.warmup_steps) < 0:
             raise ValueError("step counts and eval_limit must not be negative")
+        check_fields(self)
 
 
 # Fields that may differ when a run is resumed: they do not change what was trained so far.

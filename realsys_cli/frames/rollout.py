@@ -16,7 +16,6 @@ in particular past the training horizon (`output_frames`), which the labels mark
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,6 +26,7 @@ from realsys_cli.errors import ConfigError
 from realsys_cli.frames import metrics as frame_metrics
 from realsys_cli.frames import setup
 from realsys_cli.frames.evaluate import TrainedPredictor, load_trained
+from realsys_cli.outputs import MOVIE_SUFFIXES, check_picture
 
 MAX_ROLLOUT = 200
 
@@ -77,6 +77,7 @@ def make_movie(workdir: str | os.PathLike, *, rollout_frames: int, out: str | os
     """Write the GIF; returns what it shows and the rollout's MSE where the truth exists."""
     if count < 1:
         raise ConfigError(f"--count must be at least 1, got {count}")
+    out = check_picture(out, suffixes=MOVIE_SUFFIXES)  # before the model is loaded
     trained = load_trained(workdir)
     cfg = trained.cfg
     name = dataset or cfg.eval_dataset or cfg.dataset
@@ -92,7 +93,6 @@ def make_movie(workdir: str | os.PathLike, *, rollout_frames: int, out: str | os
     pred = rollout(trained, observed, rollout_frames)  # (N, R, H, W, C)
     frames = movie_frames(observed, truth, pred, training_horizon=cfg.output_frames,
                           min_side=min_side)
-    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     pictures.save_gif(out, frames, fps=fps)
     result: dict[str, Any] = {

@@ -8,6 +8,7 @@ metrics.jsonl; this module brings the frame predictor's steps and its evaluation
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -30,7 +31,7 @@ from realsys_cli.models import count_params
 from realsys_cli.progress import SILENT, Progress
 from realsys_cli.training import distributed, run_status
 from realsys_cli.training.distributed import ClusterSpec
-from realsys_cli.training.loop import LoopSpec, run_loop
+from realsys_cli.training.loop import LoopSpec, finishing, run_loop
 from realsys_cli.training.run import join_and_open, start_or_resume
 
 log = logging.getLogger("realsys")
@@ -121,42 +122,44 @@ def train_and_evaluate(cfg: FramesConfig, workdir: str | Path, *,
     result = run_loop(job, state, batches, lambda b: distributed.shard_batch(b, mesh), spec,
                       start_step=start_step, checkpointer=checkpointer, metrics_log=metrics_log,
                       progress=progress)
-    train_seconds = time.perf_counter() - t0
-    scores = job.last_scores or job.evaluate(result.state)
-    run.close()
+    # Every step is saved now: a signal from here on stops at once (see finishing);
+    # the workdir is freed last, once result.json is written.
+    with finishing(workdir, result.step), contextlib.closing(run):
+        train_seconds = time.perf_counter() - t0
+        scores = job.last_scores or job.evaluate(result.state)
 
-    # ------------------------------------------------------------------ results and pictures
-    writer = jax.process_index() == 0  # every process has the same scores; one writes them
-    if writer:
-        observed, truth, pred = report.sample_predictions(steps, result.state, eval_data, cfg)
-        report.save_predictions(workdir / "predictions.png", observed, truth, pred)
-        report.save_horizon(workdir / "horizon.png", scores, title=(
-            f"trained on {dataset.name} for {result.step} steps; scored on {scores['count']} "
-            f"{eval_data.name} {eval_data.eval_split} clips"))
-        records = metrics_log.read()
-        if records:
-            report.save_curves(records, workdir / "curves.png")
-    summary = {
-        "dataset": dataset.name,
-        "eval_dataset": eval_data.name,
-        "eval_split": eval_data.eval_split,
-        "eval_sequences": scores["count"],
-        "frames_in": cfg.input_frames,
-        "frames_out": cfg.output_frames,
-        "loss": cfg.loss + ("+adversarial+gdl" if cfg.adversarial else ""),
-        "num_params": num_params,
-        **({"discriminator_params": d_params} if cfg.adversarial else {}),
-        "steps": result.step,
-        "epochs": round(result.step / steps_per_epoch, 3),
-        "resumed_from_step": start_step or None,
-        **headline(scores),
-        "train_seconds": round(train_seconds, 2),
-        "train_steps_per_second": round(result.steady_images_per_second / cfg.batch_size, 4),
-        "devices": jax.device_count(),
-        "processes": jax.process_count(),
-        "workdir": str(workdir),
-    }
-    if writer:
-        (workdir / "horizon.json").write_text(json.dumps(scores, indent=1) + "\n")
-        run_status.write_result(workdir, summary)
-    return summary
+        # -------------------------------------------------------------- results and pictures
+        writer = jax.process_index() == 0  # every process has the same scores; one writes them
+        if writer:
+            observed, truth, pred = report.sample_predictions(steps, result.state, eval_data, cfg)
+            report.save_predictions(workdir / "predictions.png", observed, truth, pred)
+            report.save_horizon(workdir / "horizon.png", scores, title=(
+                f"trained on {dataset.name} for {result.step} steps; scored on {scores['count']} "
+                f"{eval_data.name} {eval_data.eval_split} clips"))
+            records = metrics_log.read()
+            if records:
+                report.save_curves(records, workdir / "curves.png")
+        summary = {
+            "dataset": dataset.name,
+            "eval_dataset": eval_data.name,
+            "eval_split": eval_data.eval_split,
+            "eval_sequences": scores["count"],
+            "frames_in": cfg.input_frames,
+            "frames_out": cfg.output_frames,
+            "loss": cfg.loss + ("+adversarial+gdl" if cfg.adversarial else ""),
+            "num_params": num_params,
+            **({"discriminator_params": d_params} if cfg.adversarial else {}),
+            "steps": result.step,
+            "epochs": round(result.step / steps_per_epoch, 3),
+            "resumed_from_step": start_step or None,
+            **headline(scores),
+            "train_seconds": round(train_seconds, 2),
+            "train_steps_per_second": round(result.steady_images_per_second / cfg.batch_size, 4),
+            "devices": jax.device_count(),
+            "processes": jax.process_count(),
+            "workdir": str(workdir),
+        }
+        if writer:
+            (workdir / "horizon.json").write_text(json.dumps(scores, indent=1) + "\n")
+            run_status.write_result(workdir, summary)
+        return summary

@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
+from realsys_cli.config import check_fields
+
 
 @dataclasses.dataclass(frozen=True)
 class GanConfig:
@@ -77,6 +79,7 @@ class GanConfig:
             raise ValueError("fid_samples must be at least 2")
         if self.fid_every_epochs < 0:
             raise ValueError("fid_every_epochs must be >= 0 (0 = only at the end)")
+        check_fields(self)
 
 
 # Fields that may differ when a run is resumed: they do not change what was trained so far.

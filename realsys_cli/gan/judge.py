@@ -117,6 +117,27 @@ def check_classes(judge: Judge, class_names: tuple[str, ...], dataset: str) -> N
         )
 
 
+def check_judge(judge: Judge, class_names: tuple[str, ...], channels: int,
+                dataset: str) -> None:
+    """The judge knows the GAN's classes and takes images of its channel count."""
+    check_classes(judge, class_names, dataset)
+    if judge.in_channels != channels:
+        raise CheckpointError(
+            f"the judge {judge.trained.workdir} takes {judge.in_channels}-channel images, "
+            f"{dataset} has {channels}-channel ones; give a judge trained on {dataset}")
+
+
+def given_judge(judge: str | None, class_names: tuple[str, ...], channels: int,
+                dataset: str) -> Judge | None:
+    """--judge WORKDIR loaded and checked, before train-gan writes anything: a bad one is
+    one line and no workdir. None when no judge is given (train-gan trains one later)."""
+    if judge is None:
+        return None
+    loaded = load_judge(judge)
+    check_judge(loaded, class_names, channels, dataset)
+    return loaded
+
+
 def find_or_train_judge(
     *,
     judge: str | None,

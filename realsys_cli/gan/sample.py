@@ -33,6 +33,7 @@ from realsys_cli.gan.config import GanConfig
 from realsys_cli.gan.judge import Judge, check_classes, load_judge
 from realsys_cli.gan.steps import GanSteps, build, sampling_params
 from realsys_cli.gan.train import GanFacts
+from realsys_cli.outputs import check_picture
 from realsys_cli.pictures import grid, save_gif, save_grid
 from realsys_cli.training.run import load_run
 
@@ -90,9 +91,9 @@ def _header(gan: TrainedGan) -> dict[str, Any]:
 
 def sample_grid(workdir: str | Path, *, n: int, out: str | Path, seed: int | None = None,
                 best: bool = False) -> dict[str, Any]:
+    out = check_picture(out)  # before the generator is loaded, not after
     gan = load_generator(workdir, best=best)
     images = gan.sample(_z(gan, seed, n, stream=1))  # (n, S, S, C)
-    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     save_grid(out, images, columns=math.ceil(math.sqrt(n)), min_side=56)
     return {**_header(gan), "num_samples": n, "image_size": gan.facts.image_size,
@@ -120,8 +121,8 @@ def latent_walk(workdir: str | Path, *, n: int, out: str | Path, points: int, fr
     gives a strip PNG with one walk per row."""
     if points < 2 or frames < 1:
         raise ConfigError("a walk needs --points >= 2 and --frames >= 1")
+    out = check_picture(out)
     gan = load_generator(workdir, best=best)
-    out = Path(out)
     as_gif = out.suffix.lower() == ".gif"
     key = jax.random.key(gan.cfg.seed + 3 if seed is None else seed)
     anchors = gan.steps.sample_z(key, n * points).reshape(n, points, -1)  # (n, P, nz)
@@ -170,6 +171,7 @@ def samples_by_class(workdir: str | Path, *, n: int, out: str | Path, num_sample
     by the judge, so read them next to an unselected grid (`sample_grid`)."""
     if num_samples < 1:
         raise ConfigError("--samples must be at least 1")
+    out = check_picture(out)
     gan = load_generator(workdir, best=best)
     the_judge = _judge_of(gan, judge)
     images = gan.sample(_z(gan, seed, num_samples, stream=3))  # (N, S, S, C)
@@ -184,7 +186,6 @@ def samples_by_class(workdir: str | Path, *, n: int, out: str | Path, num_sample
         chosen = members[np.argsort(-confidence[members], kind="stable")][:n]
         cells += [images[i] for i in chosen] + [blank] * (n - len(chosen))
         captions += [f"{name} {confidence[i]:.2f}" for i in chosen] + [""] * (n - len(chosen))
-    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     save_grid(out, np.stack(cells), captions, columns=n, min_side=80)
     return {**_header(gan), "num_samples": num_samples, "per_class": n,

@@ -9,6 +9,7 @@ from a fixed z (samples/epoch_NNN.png), a collapse check, and FID on the judge's
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import time
@@ -25,7 +26,7 @@ from realsys_cli.data.dataset import Dataset, open_dataset
 from realsys_cli.errors import DatasetError
 from realsys_cli.gan import quality as quality_lib
 from realsys_cli.gan.config import RESUMABLE_CHANGES, GanConfig
-from realsys_cli.gan.judge import check_classes, find_or_train_judge
+from realsys_cli.gan.judge import check_judge, find_or_train_judge, given_judge
 from realsys_cli.gan.report import save_losses, save_samples
 from realsys_cli.gan.steps import (
     GanSteps,
@@ -40,7 +41,7 @@ from realsys_cli.models.dcgan import check_image_size
 from realsys_cli.progress import SILENT, Progress
 from realsys_cli.training import distributed, run_status
 from realsys_cli.training.distributed import ClusterSpec
-from realsys_cli.training.loop import LoopSpec, run_loop
+from realsys_cli.training.loop import LoopSpec, finishing, run_loop
 from realsys_cli.training.run import join_and_open, start_or_resume
 
 log = logging.getLogger("realsys")
@@ -202,17 +203,22 @@ def train_and_evaluate(cfg: GanConfig, workdir: str | Path, *,
     steps_per_epoch = pipeline.steps_per_epoch(len(train_source), local_batch, shard)
     total_steps = cfg.max_steps or cfg.num_epochs * steps_per_epoch
 
+    # ------------------------------------------ a given judge, checked before the workdir is made
+    t_judge = time.perf_counter()
+    judge = given_judge(cfg.judge, facts.class_names, facts.channels, cfg.dataset)
+
     # ------------------------------------------------------------------------------ resume?
     run = start_or_resume(workdir, cfg, resumable=RESUMABLE_CHANGES,
                           max_to_keep=cfg.checkpoints_to_keep)
 
     # ------------------------------------------------------- the judge and the real reference
-    t_judge = time.perf_counter()
-    judge = find_or_train_judge(
-        judge=cfg.judge, workdir=workdir, dataset=cfg.dataset, data_dir=cfg.data_dir,
-        tfds_data_dir=cfg.tfds_data_dir, image_size=facts.image_size, model=cfg.judge_model,
-        epochs=cfg.judge_epochs, batch_size=cfg.batch_size, seed=cfg.seed, progress=progress)
-    check_classes(judge, facts.class_names, cfg.dataset)
+    if judge is None:  # none given: trained into <workdir>/judge (once)
+        judge = find_or_train_judge(
+            judge=None, workdir=workdir, dataset=cfg.dataset, data_dir=cfg.data_dir,
+            tfds_data_dir=cfg.tfds_data_dir, image_size=facts.image_size,
+            model=cfg.judge_model, epochs=cfg.judge_epochs, batch_size=cfg.batch_size,
+            seed=cfg.seed, progress=progress)
+        check_judge(judge, facts.class_names, facts.channels, cfg.dataset)
     judge_seconds = time.perf_counter() - t_judge
     meter = quality_lib.QualityMeter.build(judge, train_source, image_size=facts.image_size,
                                            num_samples=cfg.fid_samples, seed=cfg.seed)
@@ -243,47 +249,49 @@ def train_and_evaluate(cfg: GanConfig, workdir: str | Path, *,
     result = run_loop(job, state, batches, lambda b: distributed.shard_batch(b, mesh), spec,
                       start_step=start_step, checkpointer=checkpointer, metrics_log=metrics_log,
                       progress=progress)
-    run.close()
+    # Every step is saved now: a signal from here on stops at once (see finishing);
+    # the workdir is freed last, once result.json is written.
+    with finishing(workdir, result.step), contextlib.closing(run):
 
-    # ------------------------------------------------------------ quality report and pictures
-    quality = (job.last_quality if job.last_quality_step == result.step
-               else job.measure(result.state))
-    writer = jax.process_index() == 0
-    if writer:
-        save_losses(metrics_log.read(), workdir / "losses.png", fid_floor=meter.floor,
-                    fid_untrained=fid_untrained)
-    summary = {
-        "dataset": dataset.name,
-        "image_size": facts.image_size,
-        "channels": facts.channels,
-        "latent_dim": cfg.latent_dim,
-        "latent_distribution": cfg.latent_distribution,
-        "g_params": g_count,
-        "d_params": d_count,
-        "epochs": round(result.step / steps_per_epoch, 3),
-        "steps": result.step,
-        "resumed_from_step": start_step or None,
-        "fid": quality["fid"],
-        "fid_real_floor": meter.floor,
-        "fid_untrained": fid_untrained,
-        "fid_ratio": quality["fid"] / fid_untrained if fid_untrained > 0 else None,
-        "num_samples": meter.num_samples,
-        "num_real_samples": meter.num_samples,
-        "class_coverage": quality["class_coverage"],
-        "min_class_share": quality["min_class_share"],
-        "confident_fraction": quality["confident_fraction"],
-        "real_confident_fraction": meter.real_confident_fraction,
-        "ema_decay": cfg.ema_decay or None,
-        **{k: v for k, v in quality.items() if k.endswith("_own_weights")},
-        "judge": judge.describe(),
-        "judge_seconds": round(judge_seconds, 2),
-        "train_seconds": round(result.train_seconds, 2),
-        "steps_per_second": round(result.steady_images_per_second, 3),
-        "samples": str(job.last_grid) if job.last_grid else None,
-        "devices": jax.device_count(),
-        "processes": jax.process_count(),
-        "workdir": str(workdir),
-    }
-    if writer:
-        run_status.write_result(workdir, summary)
-    return summary
+        # -------------------------------------------------------- quality report and pictures
+        quality = (job.last_quality if job.last_quality_step == result.step
+                   else job.measure(result.state))
+        writer = jax.process_index() == 0
+        if writer:
+            save_losses(metrics_log.read(), workdir / "losses.png", fid_floor=meter.floor,
+                        fid_untrained=fid_untrained)
+        summary = {
+            "dataset": dataset.name,
+            "image_size": facts.image_size,
+            "channels": facts.channels,
+            "latent_dim": cfg.latent_dim,
+            "latent_distribution": cfg.latent_distribution,
+            "g_params": g_count,
+            "d_params": d_count,
+            "epochs": round(result.step / steps_per_epoch, 3),
+            "steps": result.step,
+            "resumed_from_step": start_step or None,
+            "fid": quality["fid"],
+            "fid_real_floor": meter.floor,
+            "fid_untrained": fid_untrained,
+            "fid_ratio": quality["fid"] / fid_untrained if fid_untrained > 0 else None,
+            "num_samples": meter.num_samples,
+            "num_real_samples": meter.num_samples,
+            "class_coverage": quality["class_coverage"],
+            "min_class_share": quality["min_class_share"],
+            "confident_fraction": quality["confident_fraction"],
+            "real_confident_fraction": meter.real_confident_fraction,
+            "ema_decay": cfg.ema_decay or None,
+            **{k: v for k, v in quality.items() if k.endswith("_own_weights")},
+            "judge": judge.describe(),
+            "judge_seconds": round(judge_seconds, 2),
+            "train_seconds": round(result.train_seconds, 2),
+            "steps_per_second": round(result.steady_images_per_second, 3),
+            "samples": str(job.last_grid) if job.last_grid else None,
+            "devices": jax.device_count(),
+            "processes": jax.process_count(),
+            "workdir": str(workdir),
+        }
+        if writer:
+            run_status.write_result(workdir, summary)
+        return summary

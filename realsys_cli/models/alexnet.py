@@ -20,6 +20,7 @@ can be compared side by side: 7,706,442 parameters at 64 px and 10 classes.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import ClassVar
 
 import jax
@@ -36,8 +37,95 @@ from realsys_cli.models.layers import (
 )
 
 
-class AlexNet(nnx.Module):
+@dataclasses.dataclass(frozen=True)
+class _Layout:
+    """The sizes of one AlexNet-shaped network: five convolutions, three max-pools (after
+    conv1, conv2 and conv5), LRN after conv1 and conv2 when on, three linear layers."""
+
+    convs: tuple[tuple[int, int, int, int, float], ...]  # (out, kernel, stride, pad, paper bias)
+    pool: tuple[int, int]  # (window, stride) of every max-pool
+    fc_names: tuple[str, str, str]  # the linear layers' attribute names
+    drop_names: tuple[str, str]
+    fc_width: int
+    # The paper drops fc6's and fc7's outputs; torchvision and the PyTorch peer drop the inputs
+    # of their first two linear layers.
+    dropout_on_inputs: bool
+
+
+class _AlexNetShaped(nnx.Module):
+    """What AlexNet and AlexNetSmall share; each subclass gives its `_Layout` and defaults."""
+
+    LAYOUT: ClassVar[_Layout]
+    NAME: ClassVar[str]
+    MIN_IMAGE_SIZE: ClassVar[int]
+
+    def __init__(self, *, num_classes: int, in_channels: int, image_size: int, init: str,
+                 lrn: bool, dropout: float, dtype: jnp.dtype | None, rngs: nnx.Rngs):
+        check_image_size(self.NAME, image_size, self.MIN_IMAGE_SIZE)
+        layout, side = self.LAYOUT, self.feature_map_size(image_size)
+        layer = dict(init=init, dtype=dtype, rngs=rngs)
+        self.lrn = lrn
+        self.num_classes = num_classes
+        self.feature_dim = layout.fc_width
+        channels = in_channels
+        for i, (out, kernel, stride, pad, bias) in enumerate(layout.convs, start=1):
+            setattr(self, f"conv{i}", conv(channels, out, kernel, stride=stride, padding=pad,
+                                           paper_bias=bias, **layer))
+            channels = out
+        widths = (side * side * channels, layout.fc_width, layout.fc_width)
+        first, second, logits = layout.fc_names
+        setattr(self, first, linear(widths[0], widths[1], paper_bias=1.0, **layer))
+        setattr(self, second, linear(widths[1], widths[2], paper_bias=1.0, **layer))
+        setattr(self, logits, linear(widths[2], num_classes, logits=True, **layer))
+        for name in layout.drop_names:
+            setattr(self, name, nnx.Dropout(dropout, rngs=rngs))
+
+    @classmethod
+    def feature_map_size(cls, image_size: int) -> int:
+        """Side of the last feature map (before flatten); conv2..conv5 keep the size."""
+        _, kernel, stride, pad, _ = cls.LAYOUT.convs[0]
+        side = conv_size(image_size, kernel, stride, pad)
+        for _ in range(3):
+            side = conv_size(side, *cls.LAYOUT.pool)
+        return side
+
+    def _penultimate(self, x: jax.Array, train: bool) -> jax.Array:
+        """The second linear layer's activations (N, fc_width), before any dropout after it.
+        Shapes below: AlexNet at 224 px | AlexNetSmall at 64 px."""
+        layout = self.LAYOUT
+        for i in range(1, 6):
+            x = jax.nn.relu(getattr(self, f"conv{i}")(x))
+            if i <= 2 and self.lrn:
+                x = local_response_norm(x)
+            if i in (1, 2, 5):  # (B, 27|16, 27|16, 96|64), (B, 13|8, ., 256|192), (B, 6|4, ., 256)
+                x = max_pool(x, *layout.pool)
+        x = x.reshape(x.shape[0], -1)  # (B, 9216 | 4096), NHWC order (h, w, c)
+        first, second, _ = (getattr(self, name) for name in layout.fc_names)
+        drop_a, drop_b = (getattr(self, name) for name in layout.drop_names)
+        if layout.dropout_on_inputs:
+            x = jax.nn.relu(first(drop_a(x, deterministic=not train)))
+            return jax.nn.relu(second(drop_b(x, deterministic=not train)))
+        x = drop_a(jax.nn.relu(first(x)), deterministic=not train)
+        return jax.nn.relu(second(x))
+
+    def features(self, x: jax.Array) -> jax.Array:
+        """Penultimate-layer activations (N, feature_dim) float32, dropout off."""
+        return self._penultimate(x, train=False).astype(jnp.float32)
+
+    def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
+        """Logits (N, num_classes) float32 of normalised NHWC images; train turns dropout on."""
+        x = self._penultimate(x, train)
+        if not self.LAYOUT.dropout_on_inputs:
+            x = getattr(self, self.LAYOUT.drop_names[1])(x, deterministic=not train)
+        return getattr(self, self.LAYOUT.fc_names[2])(x).astype(jnp.float32)
+
+
+class AlexNet(_AlexNetShaped):
     """The paper's AlexNet on NHWC images; logits (N, num_classes) float32.
+
+        conv1 96 11x11/4 pad 2 -> (B, 55, 55, 96) at 224; conv2 256 5x5 pad 2 (bias 1);
+        conv3 384 3x3; conv4 384 3x3 (bias 1); conv5 256 3x3 (bias 1); pools 3/2;
+        fc6 4096 -> dropout; fc7 4096 -> dropout; fc8 num_classes
 
     Args:
         num_classes: outputs of fc8.
@@ -53,74 +141,24 @@ class AlexNet(nnx.Module):
         rngs: "params" stream for init and "dropout" stream (both fall back to "default").
     """
 
-    MIN_IMAGE_SIZE: ClassVar[int] = 63  # the smallest side whose last pool still gives 1x1
+    NAME = "alexnet"
+    MIN_IMAGE_SIZE = 63  # the smallest side whose last pool still gives 1x1
+    LAYOUT = _Layout(
+        convs=((96, 11, 4, 2, 0.0), (256, 5, 1, 2, 1.0), (384, 3, 1, 1, 0.0),
+               (384, 3, 1, 1, 1.0), (256, 3, 1, 1, 1.0)),
+        pool=(3, 2), fc_names=("fc6", "fc7", "fc8"), drop_names=("drop6", "drop7"),
+        fc_width=4096, dropout_on_inputs=False,
+    )
 
-    def __init__(
-        self,
-        *,
-        num_classes: int = 1000,
-        in_channels: int = 3,
-        image_size: int = 227,
-        init: str = "paper",
-        lrn: bool = True,
-        dropout: float = 0.5,
-        dtype: jnp.dtype | None = None,
-        rngs: nnx.Rngs,
-    ):
-        check_image_size("alexnet", image_size, self.MIN_IMAGE_SIZE)
-        side = self.feature_map_size(image_size)
-        layer = dict(init=init, dtype=dtype, rngs=rngs)
-        self.lrn = lrn
-        self.num_classes = num_classes
-        self.feature_dim = 4096
-        self.conv1 = conv(in_channels, 96, 11, stride=4, padding=2, **layer)
-        self.conv2 = conv(96, 256, 5, padding=2, paper_bias=1.0, **layer)
-        self.conv3 = conv(256, 384, 3, padding=1, **layer)
-        self.conv4 = conv(384, 384, 3, padding=1, paper_bias=1.0, **layer)
-        self.conv5 = conv(384, 256, 3, padding=1, paper_bias=1.0, **layer)
-        self.fc6 = linear(side * side * 256, 4096, paper_bias=1.0, **layer)
-        self.fc7 = linear(4096, 4096, paper_bias=1.0, **layer)
-        self.fc8 = linear(4096, num_classes, logits=True, **layer)
-        self.drop6 = nnx.Dropout(dropout, rngs=rngs)
-        self.drop7 = nnx.Dropout(dropout, rngs=rngs)
-
-    @staticmethod
-    def feature_map_size(image_size: int) -> int:
-        """Side of the last feature map (before flatten): 6 at 224 and at 227."""
-        side = conv_size(image_size, 11, 4, 2)  # conv1: 55 at 224, 56 at 227
-        for _ in range(3):  # pool1 27, pool2 13, pool3 6 (conv2..conv5 keep the size)
-            side = conv_size(side, 3, 2)
-        return side
-
-    def _penultimate(self, x: jax.Array, train: bool) -> jax.Array:
-        """fc7's activations (N, 4096), before its dropout."""
-        x = jax.nn.relu(self.conv1(x))  # (B, 55, 55, 96) at 224
-        if self.lrn:
-            x = local_response_norm(x)
-        x = max_pool(x, 3, 2)  # (B, 27, 27, 96)
-        x = jax.nn.relu(self.conv2(x))  # (B, 27, 27, 256)
-        if self.lrn:
-            x = local_response_norm(x)
-        x = max_pool(x, 3, 2)  # (B, 13, 13, 256)
-        x = jax.nn.relu(self.conv3(x))  # (B, 13, 13, 384)
-        x = jax.nn.relu(self.conv4(x))  # (B, 13, 13, 384)
-        x = jax.nn.relu(self.conv5(x))  # (B, 13, 13, 256)
-        x = max_pool(x, 3, 2)  # (B, 6, 6, 256)
-        x = x.reshape(x.shape[0], -1)  # (B, 9216), NHWC order (h, w, c)
-        x = self.drop6(jax.nn.relu(self.fc6(x)), deterministic=not train)  # (B, 4096)
-        return jax.nn.relu(self.fc7(x))  # (B, 4096)
-
-    def features(self, x: jax.Array) -> jax.Array:
-        """Penultimate-layer activations (N, 4096) float32: ReLU(fc7), dropout off."""
-        return self._penultimate(x, train=False).astype(jnp.float32)
-
-    def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
-        """Logits (N, num_classes) float32 of normalised NHWC images; train turns dropout on."""
-        x = self.drop7(self._penultimate(x, train), deterministic=not train)
-        return self.fc8(x).astype(jnp.float32)
+    def __init__(self, *, num_classes: int = 1000, in_channels: int = 3, image_size: int = 227,
+                 init: str = "paper", lrn: bool = True, dropout: float = 0.5,
+                 dtype: jnp.dtype | None = None, rngs: nnx.Rngs):
+        super().__init__(num_classes=num_classes, in_channels=in_channels,
+                         image_size=image_size, init=init, lrn=lrn, dropout=dropout, dtype=dtype,
+                         rngs=rngs)
 
 
-class AlexNetSmall(nnx.Module):
+class AlexNetSmall(_AlexNetShaped):
     """AlexNet's structure scaled for 32-64 px inputs; the bench's `classifier` network.
 
         conv1 64 5x5/2 pad 2 -> ReLU [-> LRN] -> max-pool 2/2      (B, 16, 16, 64) at 64 px
@@ -139,67 +177,18 @@ class AlexNetSmall(nnx.Module):
     (ceil(image_size / 2) // 8)^2 * 256: 1024 at 32 px, 4096 at 64 px.
     """
 
-    MIN_IMAGE_SIZE: ClassVar[int] = 15  # the smallest side whose last pool still gives 1x1
+    NAME = "alexnet-small"
+    MIN_IMAGE_SIZE = 15  # the smallest side whose last pool still gives 1x1
+    LAYOUT = _Layout(
+        convs=((64, 5, 2, 2, 0.0), (192, 5, 1, 2, 1.0), (384, 3, 1, 1, 0.0),
+               (256, 3, 1, 1, 1.0), (256, 3, 1, 1, 1.0)),
+        pool=(2, 2), fc_names=("fc1", "fc2", "fc3"), drop_names=("drop1", "drop2"),
+        fc_width=1024, dropout_on_inputs=True,
+    )
 
-    def __init__(
-        self,
-        *,
-        num_classes: int = 10,
-        in_channels: int = 3,
-        image_size: int = 64,
-        init: str = "he",
-        lrn: bool = False,
-        dropout: float = 0.5,
-        dtype: jnp.dtype | None = None,
-        rngs: nnx.Rngs,
-    ):
-        check_image_size("alexnet-small", image_size, self.MIN_IMAGE_SIZE)
-        side = self.feature_map_size(image_size)
-        layer = dict(init=init, dtype=dtype, rngs=rngs)
-        self.lrn = lrn
-        self.num_classes = num_classes
-        self.feature_dim = 1024
-        self.conv1 = conv(in_channels, 64, 5, stride=2, padding=2, **layer)
-        self.conv2 = conv(64, 192, 5, padding=2, paper_bias=1.0, **layer)
-        self.conv3 = conv(192, 384, 3, padding=1, **layer)
-        self.conv4 = conv(384, 256, 3, padding=1, paper_bias=1.0, **layer)
-        self.conv5 = conv(256, 256, 3, padding=1, paper_bias=1.0, **layer)
-        self.fc1 = linear(side * side * 256, 1024, paper_bias=1.0, **layer)
-        self.fc2 = linear(1024, 1024, paper_bias=1.0, **layer)
-        self.fc3 = linear(1024, num_classes, logits=True, **layer)
-        self.drop1 = nnx.Dropout(dropout, rngs=rngs)
-        self.drop2 = nnx.Dropout(dropout, rngs=rngs)
-
-    @staticmethod
-    def feature_map_size(image_size: int) -> int:
-        """Side of the last feature map (before flatten): 4 at 64 px, 2 at 32 px."""
-        side = conv_size(image_size, 5, 2, 2)  # conv1: 32 at 64 px
-        for _ in range(3):  # pool1 16, pool2 8, pool3 4 (conv2..conv5 keep the size)
-            side = conv_size(side, 2, 2)
-        return side
-
-    def _penultimate(self, x: jax.Array, train: bool) -> jax.Array:
-        """fc2's activations (N, 1024)."""
-        x = jax.nn.relu(self.conv1(x))  # (B, 32, 32, 64) at 64 px
-        if self.lrn:
-            x = local_response_norm(x)
-        x = max_pool(x, 2, 2)  # (B, 16, 16, 64)
-        x = jax.nn.relu(self.conv2(x))  # (B, 16, 16, 192)
-        if self.lrn:
-            x = local_response_norm(x)
-        x = max_pool(x, 2, 2)  # (B, 8, 8, 192)
-        x = jax.nn.relu(self.conv3(x))  # (B, 8, 8, 384)
-        x = jax.nn.relu(self.conv4(x))  # (B, 8, 8, 256)
-        x = jax.nn.relu(self.conv5(x))  # (B, 8, 8, 256)
-        x = max_pool(x, 2, 2)  # (B, 4, 4, 256)
-        x = x.reshape(x.shape[0], -1)  # (B, 4096), NHWC order (h, w, c)
-        x = jax.nn.relu(self.fc1(self.drop1(x, deterministic=not train)))  # (B, 1024)
-        return jax.nn.relu(self.fc2(self.drop2(x, deterministic=not train)))  # (B, 1024)
-
-    def features(self, x: jax.Array) -> jax.Array:
-        """Penultimate-layer activations (N, 1024) float32: ReLU(fc2), dropout off."""
-        return self._penultimate(x, train=False).astype(jnp.float32)
-
-    def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
-        """Logits (N, num_classes) float32 of normalised NHWC images; train turns dropout on."""
-        return self.fc3(self._penultimate(x, train)).astype(jnp.float32)
+    def __init__(self, *, num_classes: int = 10, in_channels: int = 3, image_size: int = 64,
+                 init: str = "he", lrn: bool = False, dropout: float = 0.5,
+                 dtype: jnp.dtype | None = None, rngs: nnx.Rngs):
+        super().__init__(num_classes=num_classes, in_channels=in_channels,
+                         image_size=image_size, init=init, lrn=lrn, dropout=dropout, dtype=dtype,
+                         rngs=rngs)

@@ -9,8 +9,11 @@ in each checkpoint. The loop owns the rest, identically for all jobs:
     of 1e22 is finite, and comes before the NaN), stops the run with a TrainingDivergedError
     naming the last good checkpoint; a state is saved only after its loss was seen finite and
     when every float in it (parameters, optimizer moments) is finite;
-  * Ctrl-C is caught between steps (never inside one, whose donated buffers would be lost),
-    the current state is saved, and KeyboardInterrupt is raised for the CLI to exit 130;
+  * Ctrl-C (SIGTERM alike) is caught between steps (never inside one, whose donated buffers
+    would be lost), the current state is saved, and KeyboardInterrupt (Terminated) is raised
+    for the CLI to exit 130 (143), after one line saying what was saved; a signal during an
+    evaluation or a save lets it finish first; the trainers' work after the loop is stopped at
+    once (`finishing`): every step is saved by then;
   * every checkpoint carries the data iterator's position, so resuming replays nothing.
 """
 
@@ -24,15 +27,22 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any, Protocol
+from pathlib import Path
+from typing import Any, NoReturn, Protocol
 
 import jax
 import numpy as np
 
-from realsys_cli.errors import Terminated, TrainingDivergedError
+from realsys_cli.errors import (
+    Terminated,
+    TrainingDivergedError,
+    mark_reported,
+    signal_name,
+    was_reported,
+)
 from realsys_cli.progress import SILENT, Progress
 from realsys_cli.training import run_status
-from realsys_cli.training.checkpoint import Checkpointer
+from realsys_cli.training.checkpoint import Checkpointer, NonFiniteStateError
 from realsys_cli.training.distributed import to_host
 from realsys_cli.training.metrics import MetricsLog
 
@@ -74,16 +84,28 @@ class LoopResult:
 
 class _InterruptFlag:
     """SIGINT and SIGTERM set a flag instead of raising mid-step (the loop saves, then raises
-    KeyboardInterrupt, or Terminated for SIGTERM); a second signal raises at once."""
+    KeyboardInterrupt, or Terminated for SIGTERM); a second signal raises at once (a user
+    who does not want to wait for an evaluation), but not inside `saving()`: raised there it
+    would leave a checkpoint half-written, and the flag, set already, stops the loop right
+    after that save anyway."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self) -> None:
         self.set = False
         self.signum = signal.SIGINT
+        self._saving = False
 
     def stop(self) -> KeyboardInterrupt:
         return Terminated() if self.signum == signal.SIGTERM else KeyboardInterrupt()
+
+    @contextlib.contextmanager
+    def saving(self) -> Iterator[None]:
+        self._saving = True
+        try:
+            yield
+        finally:
+            self._saving = False
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[None]:
@@ -93,9 +115,10 @@ class _InterruptFlag:
         previous = {s: signal.getsignal(s) for s in self.SIGNALS}
 
         def handler(signum: int, frame: Any) -> None:
-            if self.set:
-                raise self.stop()
+            again = self.set
             self.set, self.signum = True, signum
+            if again and not self._saving:
+                raise self.stop()
 
         for s in self.SIGNALS:
             signal.signal(s, handler)
@@ -110,14 +133,6 @@ class _InterruptFlag:
 EXPLODED = 1e4
 
 
-@jax.jit
-def _all_finite(state: Any) -> jax.Array:
-    """True when every float leaf of the state (parameters, optimizer moments) is finite."""
-    leaves = [x for x in jax.tree.leaves(state)
-              if hasattr(x, "dtype") and jax.numpy.issubdtype(x.dtype, jax.numpy.inexact)]
-    return jax.numpy.all(jax.numpy.stack([jax.numpy.all(jax.numpy.isfinite(x)) for x in leaves]))
-
-
 @contextlib.contextmanager
 def _saves_finished(checkpointer: Checkpointer) -> Iterator[None]:
     """On any error, let the checkpoint saves in flight finish before it propagates: a crash
@@ -127,6 +142,36 @@ def _saves_finished(checkpointer: Checkpointer) -> Iterator[None]:
     except BaseException:
         with contextlib.suppress(Exception):
             checkpointer.wait()
+        raise
+
+
+@contextlib.contextmanager
+def _interrupts_reported(workdir: Path, last_saved: Callable[[], int | None]) -> Iterator[None]:
+    """A second signal raises wherever the loop is: say which checkpoint is kept (when this
+    invocation saved none, the CLI says that nothing new was saved)."""
+    try:
+        yield
+    except KeyboardInterrupt as e:
+        step = last_saved()
+        if not was_reported(e) and step is not None:
+            log.warning("interrupted (%s); the last checkpoint saved is step %d, in %s: run the "
+                        "same command again to resume", signal_name(e), step, workdir)
+            mark_reported(e)
+        raise
+
+
+@contextlib.contextmanager
+def finishing(workdir: str | Path, step: int) -> Iterator[None]:
+    """Around a trainer's work after `run_loop` (final evaluation, pictures, result.json).
+    Every step is saved by then, so a signal stops that work at once (the CLI exits 130, or
+    143 for SIGTERM) with one line saying so; the same command run again only finishes it."""
+    try:
+        yield
+    except KeyboardInterrupt as e:
+        if not was_reported(e):
+            log.warning("interrupted (%s) after the last step (%d), which is saved in %s: run "
+                        "the same command again to finish", signal_name(e), step, workdir)
+            mark_reported(e)
         raise
 
 
@@ -162,18 +207,23 @@ def run_loop(
     t_steady, steady_steps = None, 0
 
     saved = {"step": start_step, "time": time.monotonic()}
+    saved_here: list[int] = []  # the steps this invocation saved
 
     def save(*, metric: float | None = None, force: bool = False) -> None:
         if step == saved["step"] and metric is None:
             return  # this state is saved already (an epoch end, then Ctrl-C)
-        if not bool(to_host(_all_finite(state))):  # a ruined state is never the one kept
-            raise diverged("the parameters or optimizer state became NaN or infinite")
-        saved.update(step=step, time=time.monotonic())
         extra = {"step": step, "epoch": step / spec.steps_per_epoch,
                  "data_state": batches.get_state(), **job.checkpoint_meta()}
         if meta is not None:
             extra.update(meta())
-        checkpointer.save(step, state, extra, metric=metric, force=force)
+        try:
+            with flag.saving():
+                checkpointer.save(step, state, extra, metric=metric, force=force)
+        except NonFiniteStateError:  # a ruined state is never the one kept
+            raise diverged("the parameters or optimizer state became NaN or infinite") from None
+        # Only once orbax has it: a save that raised is no checkpoint to name.
+        saved.update(step=step, time=time.monotonic())
+        saved_here.append(step)
 
     losses: list[float] = []  # the logged "loss" means, to tell an explosion from noise
 
@@ -206,9 +256,22 @@ def run_loop(
         metrics_log.write({"step": step, "epoch": round(step / spec.steps_per_epoch, 4),
                            **{f"{k}": v for k, v in means.items()}})
 
+    def stop() -> NoReturn:
+        """After a signal: save the state (unless saved already), say so, raise."""
+        flush()
+        save(force=True)
+        with flag.saving():
+            checkpointer.wait()
+        log.warning("interrupted (%s) at step %d; saved a checkpoint in %s: run the same "
+                    "command again to resume", signal.Signals(flag.signum).name, step,
+                    checkpointer.workdir)
+        raise mark_reported(flag.stop())
+
     tracked = run_status.tracked(checkpointer.workdir, enabled=metrics_log.enabled,
                                  step=lambda: step, total_steps=spec.total_steps)
-    with _saves_finished(checkpointer), tracked, flag.installed(), progress.task(
+    reported = _interrupts_reported(checkpointer.workdir,
+                                    lambda: saved_here[-1] if saved_here else None)
+    with reported, _saves_finished(checkpointer), tracked, flag.installed(), progress.task(
             "training", spec.total_steps, completed=start_step) as bar:
         while step < spec.total_steps:
             batch = put_batch(next(batches))
@@ -240,16 +303,13 @@ def run_loop(
                 flush()  # a state is saved only after its loss was seen finite
                 save()
             if flag.set:
-                flush()
-                save(force=True)
-                checkpointer.wait()
-                log.warning("interrupted (%s) at step %d; saved a checkpoint in %s: run the "
-                            "same command again to resume", signal.Signals(flag.signum).name,
-                            step, checkpointer.workdir)
-                raise flag.stop()
-    jax.block_until_ready(state)
-    t_end = time.perf_counter()
-    checkpointer.wait()
+                stop()
+        jax.block_until_ready(state)
+        t_end = time.perf_counter()
+        with flag.saving():  # the last checkpoint is written before the trainer reads on
+            checkpointer.wait()
+        if flag.set:  # a signal while it was written
+            stop()
     steady_time = (t_end - t_steady) if t_steady is not None else 0.0
     ips = spec.images_per_step * steady_steps / steady_time if steady_time > 0 else 0.0
     return LoopResult(state, step, t_end - t_start, ips, last_train, last_eval)

@@ -29,7 +29,7 @@ from typing import Any, Generic, Literal, TypeVar
 import jax
 
 from realsys_cli import config as config_lib
-from realsys_cli.errors import CheckpointError
+from realsys_cli.errors import CheckpointError, DamagedCheckpointError
 from realsys_cli.training import distributed, workdir_lock
 from realsys_cli.training.checkpoint import Checkpointer
 from realsys_cli.training.distributed import ClusterSpec
@@ -96,7 +96,12 @@ def start_or_resume(workdir: str | Path, cfg: Any, *, resumable: set[str],
     if jax.process_index() == 0:
         workdir_lock.acquire(workdir)  # before anything is read or written
     checkpointer = Checkpointer(workdir, max_to_keep=max_to_keep)
-    meta = checkpointer.read_meta() if checkpointer.latest_step() is not None else None
+    meta = checkpointer.read_meta()
+    if meta is None and checkpointer.all_steps():
+        raise DamagedCheckpointError(
+            f"every checkpoint in {workdir / 'checkpoints'} is damaged (none can be read); train "
+            f"again in a new --workdir, or delete {workdir / 'checkpoints'} to start afresh here"
+        )
     if meta is None and (workdir / "config.json").exists():
         log.info("%s has a config but no checkpoint yet: starting afresh", workdir)
     if meta is not None:
@@ -141,20 +146,29 @@ def load_run(
     """
     workdir = Path(workdir)
     cfg = config_lib.read_run_config(workdir, cls, command=command, markers=markers, hint=hint)
-    checkpointer = Checkpointer(workdir)
+    checkpointer = Checkpointer(workdir, read_only=True)
     try:
         use_best = prefer == "best" and checkpointer.read_meta(best=True) is not None
         if prefer == "best" and require and not use_best:
             raise CheckpointError(f"{workdir} has no best checkpoint yet (it is chosen at the "
                                   "end of an epoch); use the latest")
-        meta = checkpointer.read_meta(best=use_best)
+        meta = checkpointer.read_meta(best=use_best) or checkpointer.read_meta()
         if meta is None:
-            raise CheckpointError(
+            raise (DamagedCheckpointError(
+                f"every checkpoint in {workdir} is damaged (none can be read); train again"
+            ) if checkpointer.all_steps() else CheckpointError(
                 f"{workdir} has no checkpoint yet (was training interrupted before its first "
                 "one?); run the same training command again to resume it"
-            )
+            ))
         steps, template = build(cfg, meta)
-        state, meta = checkpointer.restore(template, best=use_best)
+        try:
+            state, meta = checkpointer.restore(template, best=use_best)
+        except DamagedCheckpointError as e:
+            if not use_best or require or not checkpointer.all_steps():
+                raise
+            log.warning("%s; using the latest checkpoint instead", str(e).split(";")[0])
+            use_best = False
+            state, meta = checkpointer.restore(template)
     finally:
         checkpointer.close()
     return LoadedRun(workdir, cfg, steps, state, meta, "best" if use_best else "latest")
