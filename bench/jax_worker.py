@@ -12,8 +12,9 @@ sides identically:
     .venv/bin/python bench/jax_worker.py --flags training --serve
     .venv/bin/python bench/jax_worker.py --flags default --wl classifier_eval --n 5   # standalone
 
---flags training sets realsys_cli.xla_flags.TRAINING_CPU_FLAGS (what `realsys train-*` uses)
-before jax is imported; --flags default leaves XLA's defaults (what inference commands use).
+--flags training / inference sets realsys_cli.xla_flags.FLAG_SETS[...] before jax is imported
+(what `realsys train-*` and fool's gradient methods use / what evaluate and classify use);
+--flags default leaves XLA's defaults.
 One process has one set of flags: the driver starts one worker per setting it needs.
 
 The workloads (classifier, classifier_small, classifier_eval, dcgan, frames, fool) are built in
@@ -38,13 +39,10 @@ def set_flags(which: str) -> str:
     """Set XLA_FLAGS for this process; must run before jax is imported."""
     assert "jax" not in sys.modules, "XLA flags must be set before jax is imported"
     os.environ.pop("REALSYS_XLA_DEFAULTS", None)
-    if which == "training":
-        from realsys_cli.xla_flags import TRAINING_CPU_FLAGS
+    from realsys_cli.xla_flags import FLAG_SETS
 
-        os.environ["XLA_FLAGS"] = " ".join(TRAINING_CPU_FLAGS)
-    else:
-        os.environ.pop("XLA_FLAGS", None)
-    return os.environ.get("XLA_FLAGS", "")
+    os.environ["XLA_FLAGS"] = " ".join(FLAG_SETS[which])
+    return os.environ["XLA_FLAGS"]
 
 
 def setup(name: str) -> tuple[Any, dict[str, Any]]:
@@ -100,7 +98,7 @@ def serve(flags: str) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--flags", choices=("training", "default"), default="training")
+    ap.add_argument("--flags", choices=("training", "inference", "default"), default="training")
     ap.add_argument("--serve", action="store_true")
     ap.add_argument("--wl", default="classifier_small,classifier,classifier_eval")
     ap.add_argument("--n", type=int, default=5)

@@ -13,10 +13,12 @@ for --rounds rounds: one worker computes at a time, the others wait idle. The re
 median over rounds of realsys's rate / the peer's rate in the same round, against the better of
 the peer's modes (eager, torch.compile): 1.0 = parity, 0.5 = realsys takes twice as long.
 
-XLA flags: realsys's training commands set realsys_cli.xla_flags.TRAINING_CPU_FLAGS and its
-inference commands (classify, evaluate, fool) keep XLA's defaults, so --jax-flags auto (the
-default) measures the train workloads with the flags and classifier_eval and fool without; `training` / `default` force one setting;
-`both` measures every workload both ways (the flags' own effect, in the same interleaved rounds).
+XLA flags: each realsys command sets the flags of realsys_cli.xla_flags for what it computes
+(training flags where there is a backward pass: the trainers, fool's ascent; inference flags for
+evaluate and classify), so --jax-flags auto (the default) measures each workload with its
+command's flags; `training` / `inference` / `default` force one setting; `both` measures every
+workload with its own flags, the training flags and XLA's defaults (the flags' own effect, in the
+same interleaved rounds).
 
 Set up the peer's venv once (about 1 GB, CPU-only torch):
     python3 -m venv .torchref && .torchref/bin/pip install torch==2.13.0 numpy
@@ -41,10 +43,13 @@ ROOT = Path(__file__).resolve().parent.parent
 PEER = ROOT / "bench" / "peer_torch.py"
 TORCH_PYTHON = ROOT / ".torchref" / "bin" / "python"
 WORKLOADS = ("classifier_small", "classifier", "classifier_eval", "dcgan", "frames", "fool")
-# realsys runs these with XLA's default flags: `realsys classify` / `evaluate` / `fool` do not
-# call realsys_cli.xla_flags.use_training_flags (train-classifier, train-gan, train-frames and
-# fool-defence, which retrains, do).
-INFERENCE = {"classifier_eval", "fool"}
+# The flag set each workload's command uses (realsys_cli.xla_flags): evaluate and classify the
+# inference flags; the trainers and fool's gradient ascent the training flags.
+USUAL_FLAGS = {"classifier_eval": "inference"}
+
+
+def usual_flags(workload: str) -> str:
+    return USUAL_FLAGS.get(workload, "training")
 SETUP_TIMEOUT_S = 1200.0  # torch.compile or an XLA compile on a busy 2-core machine
 
 
@@ -224,7 +229,7 @@ def table(rows: list[dict[str, Any]], modes: list[str]) -> str:
             continue
         for key in sorted(k for k in row if k.startswith("realsys_") and isinstance(row[k], dict)):
             j = row[key]
-            usual = "default" if row["workload"] in INFERENCE else "training"
+            usual = usual_flags(row["workload"])
             name = row["workload"] + ("" if key == "realsys_auto" and j["xla_flags"] == usual
                                       else f" [{j['xla_flags']} flags]")
             params = fmt_params(j["params"])
@@ -282,7 +287,7 @@ def main() -> int:
                     help="comma-separated, from: " + ", ".join(WORKLOADS))
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--modes", default="eager,compile", help="the peer's modes to measure")
-    ap.add_argument("--jax-flags", choices=("auto", "training", "default", "both"),
+    ap.add_argument("--jax-flags", choices=("auto", "training", "inference", "default", "both"),
                     default="auto")
     ap.add_argument("--round-seconds", type=float, default=3.0,
                     help="target length of one side's run in a round")
@@ -349,9 +354,9 @@ def main() -> int:
     try:
         for wl in workloads:
             if a.jax_flags == "both":
-                flag_sets = ["training", "default"]
+                flag_sets = list(dict.fromkeys([usual_flags(wl), "training", "default"]))
             elif a.jax_flags == "auto":
-                flag_sets = ["default" if wl in INFERENCE else "training"]
+                flag_sets = [usual_flags(wl)]
             else:
                 flag_sets = [a.jax_flags]
             jax_sides = [Side(f"realsys[{f}]" if len(flag_sets) > 1 else "realsys",

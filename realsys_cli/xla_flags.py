@@ -1,10 +1,15 @@
-"""XLA flags that make training faster on CPU, set before jax is first imported.
+"""XLA flags that make realsys faster on CPU, set before jax is first imported.
 
-Measured against the PyTorch peer (bench/peer_torch.py, `make bench`): sending
-convolutions to Eigen instead of YNNPACK and preferring 512-bit vectors took the AlexNet-style
-training step from about 83 to 114 images/s on a 2-core CPU. They slow pure inference a little,
-so only training commands ask for them; a user's own XLA_FLAGS always win, and
-REALSYS_XLA_DEFAULTS=1 turns them off.
+Measured against the PyTorch peer (bench/peer_torch.py, `make bench --jax-flags both`) and
+flag by flag (docs/speed.md has the probe tables and the commands):
+
+  * anything with a backward pass (the three trainers, fool's gradient methods, fool-defence):
+    convolutions to Eigen instead of YNNPACK, 512-bit vectors. The classifier's training step
+    about +30% over XLA's defaults, fool's ascent step +5%;
+  * inference only (evaluate, classify, fool's evolution): every YNNPACK fusion off. The
+    classifier's forward pass +25% over XLA's defaults (the training flags give it +4%).
+
+A user's own XLA_FLAGS always win, and REALSYS_XLA_DEFAULTS=1 turns both off.
 """
 
 from __future__ import annotations
@@ -12,17 +17,31 @@ from __future__ import annotations
 import os
 import sys
 
-TRAINING_CPU_FLAGS = (
+GRADIENT_CPU_FLAGS = (
     "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution",
     "--xla_cpu_prefer_vector_width=512",
 )
+INFERENCE_CPU_FLAGS = ("--xla_cpu_experimental_ynn_fusion_type=",)
+TRAINING_CPU_FLAGS = GRADIENT_CPU_FLAGS  # the name the trainers and the bench know
+
+FLAG_SETS = {"training": GRADIENT_CPU_FLAGS, "inference": INFERENCE_CPU_FLAGS, "default": ()}
 
 
-def use_training_flags() -> bool:
-    """Add the training flags to XLA_FLAGS; False when it is too late (jax already imported)."""
+def _use(flags: tuple[str, ...]) -> bool:
+    """Add `flags` to XLA_FLAGS; False when it is too late (jax already imported) or off."""
     if "jax" in sys.modules or os.environ.get("REALSYS_XLA_DEFAULTS", "") not in ("", "0"):
         return False
     current = os.environ.get("XLA_FLAGS", "")
-    missing = [f for f in TRAINING_CPU_FLAGS if f.split("=")[0] not in current]
+    missing = [f for f in flags if f.split("=")[0] not in current]
     os.environ["XLA_FLAGS"] = " ".join([current, *missing]).strip()
     return True
+
+
+def use_training_flags() -> bool:
+    """For commands that differentiate: the trainers, fool, fool-defence."""
+    return _use(GRADIENT_CPU_FLAGS)
+
+
+def use_inference_flags() -> bool:
+    """For commands that only run the network forward: evaluate, classify."""
+    return _use(INFERENCE_CPU_FLAGS)

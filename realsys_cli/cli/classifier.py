@@ -78,6 +78,9 @@ def evaluate(
     workdir: opt.OldWorkdirOpt = None,
 ) -> None:
     """Top-1, top-5, per-class accuracy and the confusion matrix of a trained classifier."""
+    from realsys_cli.xla_flags import use_inference_flags
+
+    use_inference_flags()
     from realsys_cli import console
     from realsys_cli.classifier.evaluate import evaluate_workdir
 
@@ -100,6 +103,9 @@ def classify(
     workdir: opt.OldWorkdirOpt = None,
 ) -> None:
     """Top-k labels with probabilities for each image."""
+    from realsys_cli.xla_flags import use_inference_flags
+
+    use_inference_flags()
     from realsys_cli import console
     from realsys_cli.classifier.evaluate import classify_images
 

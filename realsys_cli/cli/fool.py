@@ -146,6 +146,10 @@ def fool(
 
         print_resolved(cfg, command="fool", json_mode=json)
         return
+    from realsys_cli import xla_flags
+
+    # Ascent and perturbation differentiate through the network; evolution only runs it.
+    xla_flags.use_inference_flags() if cfg.method == "evolve" else xla_flags.use_training_flags()
     classifier, picked = classifier_run(classifier)
     workdir = workdir or opt.default_workdir("fool", cfg.method)
 
