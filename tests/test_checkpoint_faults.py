@@ -244,7 +244,6 @@ def _tmpfs(path: Path, size: str):
         subprocess.run(["umount", "-l", str(path)], check=False)
 
 
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_a_real_full_disk_keeps_the_previous_checkpoint(tmp_path):
     with _tmpfs(tmp_path / "small", "1M") as disk:
         checkpointer = Checkpointer(disk / "w")
@@ -266,9 +265,6 @@ def test_a_real_full_disk_keeps_the_previous_checkpoint(tmp_path):
         assert_trees_equal(state, _state(1))
 
 
-# orbax's failed background writes leave coroutines that Python reports as they are collected;
-# the CLI's main() silences them (realsys_cli/cli/__init__.py), CliRunner does not call it.
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_train_classifier_on_a_full_disk_is_one_line(tmp_path):
     with _tmpfs(tmp_path / "small", "256k") as disk:
         result = CliRunner().invoke(app, [

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from realsys_cli.classifier.config import AUTO_EPOCHS, ClassifierConfig, total_steps
+from realsys_cli.classifier.config import ClassifierConfig, total_steps
 from realsys_cli.classifier.recipes import pick_recipe, recipe_for_dataset, resolve_train_config
 from realsys_cli.config import read_config_file, recipe_path
 from realsys_cli.errors import ConfigError
@@ -144,25 +144,33 @@ def test_bad_recipe_name_is_a_config_error():
 
 
 # ------------------------------------------------------------------------- training length
+def test_the_default_recipe_trains_three_quarters_of_an_epoch_of_the_digits():
+    cfg = resolve_train_config(config_file=None, options={}, set_items=[])
+    assert (cfg.recipe, cfg.auto_epochs, cfg.min_steps) == ("lenet_digits", 0.75, 350)
+    assert total_steps(cfg, 468) == 351
+
+
 @pytest.mark.parametrize("fields, steps_per_epoch, expected", [
-    ({}, 11, 500),  # 1,500 images at batch 128: the floor
-    ({}, 468, AUTO_EPOCHS * 468),  # the built-in digits: 2 epochs (936 steps)
-    ({}, 250, 500),  # 2 epochs = 500 = the floor
-    ({}, 251, 502),
+    ({}, 11, 350),  # 1,500 images at batch 128: the floor
+    ({}, 468, 351),  # the built-in digits: 3/4 of an epoch
+    ({}, 466, 350),  # 349.5 -> 350 = the floor
+    ({}, 468 * 2, 702),
     ({"min_steps": 40}, 8, 40),
-    ({"min_steps": 0}, 8, 16),  # no floor: 2 epochs
+    ({"min_steps": 0}, 8, 6),  # no floor: 3/4 of 8 steps
+    ({"min_steps": 0, "auto_epochs": 2}, 8, 16),
     ({"num_epochs": 3}, 11, 33),  # an explicit length is exact, floor or not
     ({"num_epochs": 3}, 468, 1404),
     ({"max_steps": 7}, 11, 7),  # max_steps wins over both
     ({"max_steps": 7, "num_epochs": 3}, 468, 7),
     ({"max_steps": 2000}, 11, 2000),
+    ({"num_epochs": 2}, 468, 936),
 ])
 def test_total_steps(fields, steps_per_epoch, expected):
     assert total_steps(ClassifierConfig(**fields), steps_per_epoch) == expected
 
 
 def test_negative_lengths_are_config_errors():
-    for key in ("num_epochs", "min_steps", "max_steps"):
+    for key in ("num_epochs", "min_steps", "max_steps", "auto_epochs"):
         with pytest.raises(ConfigError, match=f"{key} must be 0 or more"):
             resolve_train_config(config_file=None, options={}, set_items=[f"{key}=-1"])
 
@@ -174,7 +182,7 @@ def test_the_schedule_follows_the_floor(tmp_path):
     from realsys_cli.classifier.train import train_and_evaluate
 
     cfg = ClassifierConfig(dataset="digits/train=64,test=32", batch_size=32, min_steps=12,
-                           warmup_steps=2, log_every_steps=1)
+                           warmup_steps=2, log_every_steps=1, learning_rate=0.05)
     result = train_and_evaluate(cfg, tmp_path / "run")
     assert result["steps"] == 12 and result["epochs"] == 6.0  # 2 steps an epoch, floor 12
     lrs = [r["lr"] for r in map(json.loads, (tmp_path / "run" / "metrics.jsonl").read_text()

@@ -1,8 +1,8 @@
 """The classifier's config: every field `--set` can change, with its unit in its name.
 
 The training length is decided in one place, `total_steps`: `max_steps` if set, else
-`num_epochs` epochs if set, else the default length, AUTO_EPOCHS epochs but at least
-`min_steps` steps, so that a small dataset (a folder of 1,500 images is 11 steps an epoch at
+`num_epochs` epochs if set, else the default length, `auto_epochs` epochs (AUTO_EPOCHS unless
+the recipe says) but at least `min_steps` steps, so that a small dataset (a folder of 1,500 images is 11 steps an epoch at
 batch 128) trains long enough. The learning-rate schedule follows that length.
 """
 
@@ -15,8 +15,9 @@ from realsys_cli.config import check_fields
 from realsys_cli.training.optim import OPTIMIZERS, SCHEDULES
 
 # The default length (num_epochs = 0) on a dataset large enough for the floor not to matter:
-# 2 epochs of the built-in digits (936 steps) reach the accuracy 3 did (README Quickstart).
-AUTO_EPOCHS = 2
+# 3/4 of an epoch of the built-in digits (351 steps) reach the test accuracy 2 epochs did at a
+# lower rate and without label smoothing (0.9984 against 0.9986, in 41 s against 96 s).
+AUTO_EPOCHS = 0.75
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,18 +39,19 @@ class ClassifierConfig:
     dtype: Literal["float32", "bfloat16"] = "float32"  # compute dtype; params stay float32
     # --- optimisation
     batch_size: int = 128  # global, over all devices and processes
-    num_epochs: int = 0  # exactly this many epochs; 0 = auto: AUTO_EPOCHS, at least min_steps
-    min_steps: int = 500  # the floor of the auto length (used only when num_epochs is 0)
+    num_epochs: int = 0  # exactly this many epochs; 0 = auto: auto_epochs, at least min_steps
+    auto_epochs: float = AUTO_EPOCHS  # the auto length in epochs (may be a fraction of one)
+    min_steps: int = 350  # the floor of the auto length (used only when num_epochs is 0)
     max_steps: int = 0  # stop after this many steps (wins over both); 0 = off
     optimizer: str = "sgd"
-    learning_rate: float = 0.05
+    learning_rate: float = 0.1
     momentum: float = 0.9
     weight_decay: float = 5e-4
     schedule: str = "cosine"  # constant | plateau (AlexNet: /10 when val acc stalls) | cosine
-    warmup_steps: int = 100
+    warmup_steps: int = 50
     plateau_patience_epochs: int = 2
     grad_clip_norm: float = 0.0  # 0 = off
-    label_smoothing: float = 0.0
+    label_smoothing: float = 0.1  # of the training loss only (evaluation: plain)
     # --- bookkeeping
     seed: int = 0
     log_every_steps: int = 50
@@ -68,7 +70,7 @@ class ClassifierConfig:
         for name in ("batch_size", "log_every_steps", "checkpoints_to_keep"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
-        for name in ("num_epochs", "min_steps", "max_steps"):
+        for name in ("num_epochs", "min_steps", "max_steps", "auto_epochs"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be 0 or more")
         if self.learning_rate <= 0:
@@ -82,7 +84,7 @@ class ClassifierConfig:
 
 # Fields that may differ when a run is resumed: they do not change what was trained so far
 # (learning_rate: the way out of a diverged run is to resume it with a lower one).
-RESUMABLE_CHANGES = {"num_epochs", "min_steps", "max_steps", "log_every_steps", "tfds_data_dir",
+RESUMABLE_CHANGES = {"num_epochs", "auto_epochs", "min_steps", "max_steps", "log_every_steps", "tfds_data_dir",
                      "data_dir", "eval_limit", "ten_crop", "checkpoints_to_keep", "learning_rate",
                      "plateau_patience_epochs", "recipe", "checkpoint_every_steps",
                      "checkpoint_every_minutes"}
@@ -94,7 +96,7 @@ def total_steps(cfg: ClassifierConfig, steps_per_epoch: int) -> int:
         return cfg.max_steps
     if cfg.num_epochs:
         return cfg.num_epochs * steps_per_epoch
-    return max(AUTO_EPOCHS * steps_per_epoch, cfg.min_steps)
+    return max(round(cfg.auto_epochs * steps_per_epoch), cfg.min_steps, 1)
 
 
 def describe_length(cfg: ClassifierConfig, steps_per_epoch: int) -> str:
@@ -108,7 +110,8 @@ def describe_length(cfg: ClassifierConfig, steps_per_epoch: int) -> str:
         hint = (f"; without --epochs (num_epochs 0) it would train at least {cfg.min_steps}"
                 if steps < cfg.min_steps else "")
         return f"training {steps} steps ({epochs}; num_epochs {cfg.num_epochs}{hint})"
-    if steps > AUTO_EPOCHS * steps_per_epoch:
-        return (f"training {steps} steps ({epochs}): the min_steps floor, as {AUTO_EPOCHS} "
-                f"epochs of this dataset are only {AUTO_EPOCHS * steps_per_epoch} steps")
+    auto = round(cfg.auto_epochs * steps_per_epoch)
+    if steps > auto:
+        return (f"training {steps} steps ({epochs}): the min_steps floor, as {cfg.auto_epochs:g} "
+                f"epochs of this dataset are only {auto} steps")
     return f"training {steps} steps ({epochs})"

@@ -26,7 +26,7 @@ def train_classifier(
     steps: opt.StepsOpt = None,
     epochs: Annotated[int | None, typer.Option(
         "--epochs", "-e", min=1, help="Exactly this many epochs (default: the recipe's; "
-        "lenet: 2, but at least 500 steps).")] = None,
+        "lenet: 3/4 of one, but at least 350 steps).")] = None,
     batch_size: opt.BatchSizeOpt = None,
     learning_rate: opt.LearningRateOpt = None,
     bf16: opt.Bf16Opt = False,
