@@ -238,7 +238,7 @@ class Checkpointer:
         except Exception as e:
             if not _is_disk_full(e):
                 raise
-            failed = self._remove_temporaries() or ([step] if step is not None else [])
+            failed = self._clean_up_failed_saves() or ([step] if step is not None else [])
             intact = self._latest.latest_step()
             need = f"about {_nbytes(state) / 2**20:.0f} MB needed, " if state is not None else ""
             raise DiskFullError(
@@ -248,6 +248,22 @@ class Checkpointer:
                 + (f"the checkpoint of step {intact} is intact: " if intact is not None else "")
                 + "free some space and run the same command again to resume"
             ) from None
+
+    def _clean_up_failed_saves(self) -> list[int]:
+        """After a failed save: let orbax's background writers stop (they may still be
+        creating directories when the error reaches us), then remove what they left, until
+        nothing comes back. Returns the failed saves' steps."""
+        for manager in (self._latest, self._best):
+            with contextlib.suppress(Exception):  # the same failure again
+                manager.wait_until_finished()
+        failed: set[int] = set()
+        deadline = time.monotonic() + 5.0
+        while True:
+            removed = self._remove_temporaries()
+            failed.update(removed)
+            if not removed or time.monotonic() > deadline:
+                return sorted(failed)
+            time.sleep(0.2)  # a writer still running may make another
 
     def _remove_temporaries(self) -> list[int]:
         """Remove what failed saves left; returns their steps."""
