@@ -7,6 +7,7 @@ look. A message is one sentence a user can act on, naming the way out where ther
 from __future__ import annotations
 
 import signal
+from collections.abc import Iterator
 
 
 class Terminated(KeyboardInterrupt):
@@ -80,3 +81,12 @@ class DiskFullError(CheckpointError):
 class DamagedCheckpointError(CheckpointError):
     """Every checkpoint that could be restored is damaged (unreadable, or its arrays do not
     match the checksum written with them)."""
+
+
+def causes(error: BaseException | None) -> Iterator[BaseException]:
+    """`error`, then what caused it (`raise ... from`, or the error being handled), and so on."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        yield error
+        error = error.__cause__ or error.__context__

@@ -22,7 +22,6 @@ GRADIENT_CPU_FLAGS = (
     "--xla_cpu_prefer_vector_width=512",
 )
 INFERENCE_CPU_FLAGS = ("--xla_cpu_experimental_ynn_fusion_type=",)
-TRAINING_CPU_FLAGS = GRADIENT_CPU_FLAGS  # the name the trainers and the bench know
 
 FLAG_SETS = {"training": GRADIENT_CPU_FLAGS, "inference": INFERENCE_CPU_FLAGS, "default": ()}
 

@@ -130,7 +130,7 @@ def test_another_model_is_not_called_damaged(three_steps):
     assert not isinstance(info.value, DamagedCheckpointError)
 
 
-def test_the_checksum_is_of_the_bits(three_steps):
+def test_the_checksum_is_of_the_bits():
     """Equal trees give equal sums; one changed word, or two words swapped, changes them."""
     sums, finite = checkpoint_lib.inspect_state(_state(2))
     assert finite and sums == checkpoint_lib.inspect_state(_state(2))[0]

@@ -14,7 +14,7 @@ import typer
 
 from realsys_cli import __version__
 from realsys_cli.cli import classifier, datasets, fool, frames, gan, runs
-from realsys_cli.cli.options import OneLineErrors
+from realsys_cli.cli.options import OneLineErrors, debug_enabled
 
 app = typer.Typer(
     name="realsys",
@@ -134,7 +134,7 @@ def main() -> None:
     # "Exception ignored in <coroutine ...>": what orbax's background writes leave when they
     # failed (a full disk) or were cut short, printed as the process ends. The error line said
     # what happened; REALSYS_DEBUG=1 keeps them.
-    if os.environ.get("REALSYS_DEBUG", "") in ("", "0"):
+    if not debug_enabled():
         sys.unraisablehook = lambda unraisable: None
     command = typer.main.get_command(app)
     _bare_flags(command)

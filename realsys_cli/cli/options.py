@@ -266,13 +266,9 @@ def interrupted(interrupt: KeyboardInterrupt) -> int:
 
 def _interrupt_behind(error: BaseException) -> KeyboardInterrupt | None:
     """The KeyboardInterrupt that caused `error`, if one did."""
-    seen = set()
-    while error is not None and id(error) not in seen:
-        if isinstance(error, KeyboardInterrupt):
-            return error
-        seen.add(id(error))
-        error = error.__cause__ or error.__context__
-    return None
+    from realsys_cli.errors import causes
+
+    return next((e for e in causes(error) if isinstance(e, KeyboardInterrupt)), None)
 
 
 def _nothing_saved(interrupt: KeyboardInterrupt, workdir: Path) -> None:

@@ -37,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
-from realsys_cli.errors import CheckpointError, DamagedCheckpointError, DiskFullError
+from realsys_cli.errors import CheckpointError, DamagedCheckpointError, DiskFullError, causes
 from realsys_cli.training.distributed import to_host
 
 log = logging.getLogger("realsys")
@@ -101,10 +101,6 @@ def inspect_state(state: Any) -> tuple[dict[str, str], bool]:
     return {k: f"{a:08x}{b:08x}" for (k, _), (a, b) in zip(pairs, sums, strict=True)}, bool(finite)
 
 
-def state_is_finite(state: Any) -> bool:
-    return inspect_state(state)[1]
-
-
 # ------------------------------------------------------------------------------ the faults
 class NonFiniteStateError(CheckpointError):
     """A state to save holds NaN or Inf: it is not saved (the loop names it a divergence)."""
@@ -124,14 +120,10 @@ def _short(error: BaseException) -> str:
     return text.split(" See full TensorStore")[0][:160]
 
 
-def _is_disk_full(error: BaseException | None) -> bool:
-    while error is not None:
-        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
-            return True
-        if "RESOURCE_EXHAUSTED" in str(error) or "No space left" in str(error):
-            return True
-        error = error.__cause__ or error.__context__
-    return False
+def _is_disk_full(error: BaseException) -> bool:
+    return any((isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT))
+               or "RESOURCE_EXHAUSTED" in str(e) or "No space left" in str(e)
+               for e in causes(error))
 
 
 def _restore_quietly(manager: ocp.CheckpointManager, step: int,
