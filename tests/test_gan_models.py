@@ -17,7 +17,14 @@ from realsys_cli.gan import fid
 from realsys_cli.gan.config import GanConfig
 from realsys_cli.gan.steps import adam, build, discriminator_loss, generator_loss
 from realsys_cli.models import count_params
-from realsys_cli.models.dcgan import Discriminator, Generator, conv_transpose
+from realsys_cli.models.dcgan import (
+    Discriminator,
+    Generator,
+    conv_general_dilated,
+    conv_transpose,
+    space_to_depth_conv,
+    strided_conv,
+)
 from realsys_cli.pictures import to_uint8
 
 
@@ -103,6 +110,56 @@ def test_conv_transpose_matches_lax_values_and_gradients(stride, padding, side):
     np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-5)
     for a, b in zip(ours_g, ref_g):  # d/dx and d/dkernel
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("side", [8, 6])
+def test_strided_conv_matches_lax_values_and_gradients(side):
+    """D's 4x4 / stride 2 / padding 1 convolution: its sub-pixel input gradient is lax's."""
+    rng = np.random.default_rng(side)
+    x = jnp.asarray(rng.normal(size=(2, side, side + 2, 3)), jnp.float32)
+    kernel = jnp.asarray(rng.normal(size=(4, 4, 3, 5)), jnp.float32)
+    weights = jnp.asarray(rng.normal(size=(2, side // 2, side // 2 + 1, 5)), jnp.float32)
+
+    def reference(x, k):
+        return jax.lax.conv_general_dilated(x, k, (2, 2), ((1, 1), (1, 1)),
+                                            dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+    def loss(fn):
+        return lambda x, k: jnp.sum(jnp.tanh(fn(x, k)) * weights)
+
+    ref = jax.jit(jax.value_and_grad(loss(reference), argnums=(0, 1)))(x, kernel)
+    for fast in (strided_conv, space_to_depth_conv):
+        ours = jax.jit(jax.value_and_grad(loss(fast), argnums=(0, 1)))(x, kernel)
+        np.testing.assert_allclose(ours[0], ref[0], rtol=1e-5)
+        for a, b in zip(ours[1], ref[1]):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_discriminator_convolutions_take_the_fast_path_only_where_it_applies(monkeypatch):
+    """nnx.Conv(conv_general_dilated=...) sends exactly D's stride-2 layers to strided_conv,
+    and the whole D gives lax's logits and gradients."""
+    import realsys_cli.models.dcgan as dcgan
+
+    calls = []
+    original = dcgan.strided_conv
+    monkeypatch.setattr(dcgan, "strided_conv", lambda x, k: calls.append(k.shape) or original(x, k))
+    d = Discriminator(image_size=32, channels=3, width=16, rngs=nnx.Rngs(0))
+    images = jnp.asarray(np.random.default_rng(0).uniform(-1, 1, (4, 32, 32, 3)), jnp.float32)
+    _, params, rest = nnx.split(d, nnx.Param, ...)
+
+    def logits_sum(params, conv):
+        net = nnx.merge(nnx.graphdef(d), params, rest, copy=True)
+        for layer in (net.first, *net.downs, net.out):
+            layer.conv_general_dilated = conv
+        return jnp.sum(jnp.sin(net(images, train=True)))
+
+    ours = jax.value_and_grad(logits_sum)(params, conv_general_dilated)
+    # the first layer (3 colours) is space_to_depth_conv, the 4x4 stride-1 head plain lax
+    assert calls == [(4, 4, 16, 32), (4, 4, 32, 64)]
+    ref = jax.value_and_grad(logits_sum)(params, jax.lax.conv_general_dilated)
+    np.testing.assert_allclose(ours[0], ref[0], rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(ours[1]), jax.tree.leaves(ref[1])):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
 def test_losses_on_hand_made_logits():

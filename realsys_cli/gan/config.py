@@ -1,7 +1,9 @@
 """The GAN's config: every field `--set` can change, with its unit in its name.
 
 Defaults are DCGAN's (Radford et al. 2015, section 3): batch 128, Adam lr 2e-4 with beta1 0.5,
-uniform z of 100 numbers, weights N(0, 0.02), images scaled to [-1, 1].
+uniform z of 100 numbers, weights N(0, 0.02), images scaled to [-1, 1]. Every change beyond the
+paper is off by default: the stabilisers measured since (spectral norm, the hinge loss,
+DiffAugment, a moving average of G, separate Adam settings for G) and the older tricks.
 """
 
 from __future__ import annotations
@@ -23,13 +25,24 @@ class GanConfig:
     latent_dim: int = 100  # numbers in z
     latent_distribution: Literal["uniform", "normal"] = "uniform"  # U(-1, 1) (paper) or N(0, 1)
     width: int = 64  # ngf = ndf: channels of G's last and D's first hidden layer
+    spectral_norm: bool = False  # divide each of D's kernels by its largest singular value,
+    #                              one power iteration per step (SNGAN); False = the paper
+    d_norm: Literal["batch", "none"] = "batch"  # D's BatchNorms (the paper), or none and a
+    #                                             bias per convolution instead (SNGAN's D)
     # --- optimisation (both nets: Adam)
     batch_size: int = 128  # global, over all devices
     num_epochs: int = 5
     max_steps: int = 0  # stop after this many steps; 0 = num_epochs worth
     learning_rate: float = 2e-4
     g_learning_rate: float = 0.0  # G's own rate; 0 = learning_rate (the paper: the same)
-    beta1: float = 0.5
+    beta1: float = 0.5  # Adam's beta1 (D's, and G's unless g_beta1 is set)
+    beta2: float = 0.999  # Adam's beta2 (D's, and G's unless g_beta2 is set); 0.999 = the paper
+    g_beta1: float = -1.0  # G's own beta1; -1 = beta1 (TTUR recipes use 0 for both)
+    g_beta2: float = -1.0  # G's own beta2; -1 = beta2
+    loss: Literal["nonsaturating", "hinge"] = "nonsaturating"  # D: BCE, G: -log D(G(z))
+    #     (the paper); hinge: D mean relu(1 - D(x)) + mean relu(1 + D(G(z))), G -mean D(G(z))
+    diffaugment: str = ""  # DiffAugment policy, comma-separated "color,translation,cutout",
+    #                        applied in that order to every image D sees; "" = off (the paper)
     ema_decay: float = 0.0  # sample from a moving average of G's weights; 0 = off (the paper)
     real_label: float = 1.0  # D's target for real images; 0.9 = one-sided label smoothing
     g_steps: int = 1  # G updates per D update; 1 = the paper
@@ -64,8 +77,20 @@ class GanConfig:
             raise ValueError("image_size must be 28, 32 or 64 (or 0 for the dataset's side)")
         if self.learning_rate <= 0 or self.g_learning_rate < 0:
             raise ValueError("learning_rate must be positive (and g_learning_rate >= 0)")
-        if not 0 <= self.beta1 < 1:
-            raise ValueError("beta1 must be in [0, 1)")
+        for name in ("beta1", "beta2"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ValueError(f"{name} must be in [0, 1)")
+        for name in ("g_beta1", "g_beta2"):
+            if not (getattr(self, name) == -1 or 0 <= getattr(self, name) < 1):
+                raise ValueError(f"{name} must be in [0, 1), or -1 for {name[2:]}'s value")
+        if self.loss not in ("nonsaturating", "hinge"):
+            raise ValueError(f"loss must be nonsaturating or hinge, got {self.loss!r}")
+        if self.loss == "hinge" and self.real_label != 1.0:
+            raise ValueError("real_label (label smoothing) is a target of the non-saturating "
+                             "loss; the hinge loss has none: leave it at 1")
+        if self.d_norm not in ("batch", "none"):
+            raise ValueError(f"d_norm must be batch or none, got {self.d_norm!r}")
+        diffaugment_policy(self.diffaugment)  # raises on an unknown or repeated name
         if not 0 <= self.ema_decay < 1:
             raise ValueError("ema_decay must be in [0, 1)")
         if not 0.5 < self.real_label <= 1:
@@ -80,6 +105,34 @@ class GanConfig:
         if self.fid_every_epochs < 0:
             raise ValueError("fid_every_epochs must be >= 0 (0 = only at the end)")
         check_fields(self)
+
+    @property
+    def augment_policy(self) -> tuple[str, ...]:
+        """The DiffAugment transforms in the order they are applied; () = none."""
+        return diffaugment_policy(self.diffaugment)
+
+    def g_adam(self) -> tuple[float, float, float]:
+        """G's Adam (rate, beta1, beta2), each D's unless G has its own."""
+        return (self.g_learning_rate or self.learning_rate,
+                self.beta1 if self.g_beta1 == -1 else self.g_beta1,
+                self.beta2 if self.g_beta2 == -1 else self.g_beta2)
+
+
+# The transforms of DiffAugment (gan/diffaugment.py implements each).
+DIFFAUGMENT_TRANSFORMS = ("color", "translation", "cutout")
+
+
+def diffaugment_policy(text: str) -> tuple[str, ...]:
+    """"color, translation" -> ("color", "translation"); "" -> (). Raises ValueError on an
+    unknown or repeated transform."""
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    for name in names:
+        if name not in DIFFAUGMENT_TRANSFORMS:
+            raise ValueError(f"diffaugment: unknown transform {name!r}; use a comma-separated "
+                             f"list of {', '.join(DIFFAUGMENT_TRANSFORMS)} (or \"\" for none)")
+    if len(set(names)) != len(names):
+        raise ValueError(f"diffaugment: {text!r} names a transform twice")
+    return names
 
 
 # Fields that may differ when a run is resumed: they do not change what was trained so far.

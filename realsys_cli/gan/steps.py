@@ -3,7 +3,8 @@
 The state is a dict of arrays (jit donates it, orbax saves it as it is):
 
   {"g_params", "g_rest": the generator's nnx.State (Params / BatchNorm statistics),
-   "d_params", "d_rest": the discriminator's, "g_opt", "d_opt": Adam states,
+   "d_params", "d_rest": the discriminator's (d_rest: BatchNorm statistics, and with
+   spectral_norm the power iteration's vectors u), "g_opt", "d_opt": Adam states,
    "step": int32 (), "key": PRNG key (),
    and with ema_decay > 0: "g_ema": a moving average of G's weights}
 
@@ -19,10 +20,27 @@ section 3; Radford et al. 2015 for the rest):
 
 Images are uint8 in the batch and [-1, 1] floats in the nets (G ends in tanh).
 
-Optional, not in the paper (off by default): samples from an exponential moving average of G's
-weights (Yazici et al. 2018, "The Unusual Effectiveness of Averaging in GAN Training"), with
-the decay warmed up as min(decay, (1 + t) / (10 + t)) so that the random init is soon forgotten.
-G's BatchNorm running statistics are the trained G's.
+Optional, not in the paper (each off by default, each a GanConfig field):
+
+  ema_decay      samples (grids, FID, `realsys sample`: everything that calls `sampling_params`)
+                 come from an exponential moving average of G's weights (Yazici et al. 2018,
+                 "The Unusual Effectiveness of Averaging in GAN Training"), the decay warmed up
+                 as min(decay, (1 + t) / (10 + t)) so that the random init is soon forgotten.
+                 G's BatchNorm running statistics stay the trained G's (not recomputed for the
+                 averaged weights: the simple choice, and an average of weights that change
+                 slowly normalises much like the weights themselves);
+  spectral_norm  D's kernels divided by their largest singular value (models/spectral_norm.py).
+                 Its vectors u live in "d_rest"; they take one power iteration per step, in D's
+                 call on the real batch (step 2); D's call on the fake batch, G's step and every
+                 evaluation use them as they are;
+  loss="hinge"   D: mean relu(1 - D(x)) + mean relu(1 + D(G(z))); G: -mean D(G(z)) (Lim & Ye
+                 2017; SNGAN's loss). The metrics d_real / d_fake stay the mean sigmoid of D's
+                 logits: above / below 0.5 is D calling an image real / fake, but with the hinge
+                 loss the logits are margins, not log-odds;
+  diffaugment    every image D sees, real and generated, in D's step and in G's, goes through
+                 the same transforms (gan/diffaugment.py) with fresh parameters per call, drawn
+                 from the step's key; instance noise, if any, is added after them;
+  g_beta1, g_beta2, g_learning_rate, beta2   G's Adam apart from D's (TTUR, Heusel et al. 2017).
 """
 
 from __future__ import annotations
@@ -36,6 +54,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
+from realsys_cli.gan import diffaugment
 from realsys_cli.gan.config import GanConfig
 from realsys_cli.pictures import to_uint8
 from realsys_cli.training import optim
@@ -59,6 +78,17 @@ def discriminator_loss(real_logits: jax.Array, fake_logits: jax.Array,
 def generator_loss(fake_logits: jax.Array) -> jax.Array:
     """The non-saturating loss -mean log D(G(z)): strong gradients while D wins."""
     return jnp.mean(jax.nn.softplus(-fake_logits))
+
+
+def hinge_discriminator_loss(real_logits: jax.Array, fake_logits: jax.Array) -> jax.Array:
+    """mean relu(1 - D(x)) + mean relu(1 + D(G(z))), logits (B,): D is pushed until real
+    images score at least +1 and fakes at most -1, and no further."""
+    return jnp.mean(jax.nn.relu(1.0 - real_logits)) + jnp.mean(jax.nn.relu(1.0 + fake_logits))
+
+
+def hinge_generator_loss(fake_logits: jax.Array) -> jax.Array:
+    """-mean D(G(z)): G raises D's score of its images, without a margin."""
+    return -jnp.mean(fake_logits)
 
 
 def to_unit_range(images: jax.Array) -> jax.Array:
@@ -91,13 +121,13 @@ def sampling_params(state: State) -> Any:
     return state.get("g_ema", state["g_params"])
 
 
-def adam(learning_rate: float, beta1: float, *, decay_start: float = 1.0,
+def adam(learning_rate: float, beta1: float, beta2: float = 0.999, *, decay_start: float = 1.0,
          total_steps: int = 1) -> optax.GradientTransformation:
     """Adam at a constant rate (the paper), or, with decay_start < 1, constant for the first
     decay_start x total_steps steps and then falling linearly to 0 (training/optim.py's
     "linear_decay" schedule, which a resumed run continues exactly)."""
     return optim.build_optimizer(optim.OptimizerSpec(
-        name="adam", learning_rate=learning_rate, beta1=beta1, weight_decay=0.0,
+        name="adam", learning_rate=learning_rate, beta1=beta1, beta2=beta2, weight_decay=0.0,
         schedule="linear_decay" if decay_start < 1.0 else "constant",
         decay_start=decay_start, total_steps=total_steps))
 
@@ -109,7 +139,7 @@ class GanSteps:
     g_graphdef: Any
     d_graphdef: Any
     g_tx: optax.GradientTransformation  # G's optimizer
-    d_tx: optax.GradientTransformation  # D's (the same object when both learn at one rate)
+    d_tx: optax.GradientTransformation  # D's (the same object when both have one Adam)
     latent_dim: int
     latent_distribution: str = "uniform"
     ema_decay: float = 0.0  # 0 = sample from G's own weights (the paper)
@@ -118,6 +148,26 @@ class GanSteps:
     noise_final: float = 0.0  # ... and from total_steps on, linear in between (both 0: none)
     total_steps: int = 1  # the run's length in steps
     g_steps: int = 1  # G updates per D update (the paper: 1)
+    loss: str = "nonsaturating"  # or "hinge"
+    augment_policy: tuple[str, ...] = ()  # DiffAugment's transforms, in order; () = none
+
+    def d_loss(self, real_logits: jax.Array, fake_logits: jax.Array,
+               real_label: float = 1.0) -> jax.Array:
+        """D's loss for its logits on a real and a generated batch, (B,) each."""
+        if self.loss == "hinge":
+            return hinge_discriminator_loss(real_logits, fake_logits)
+        return discriminator_loss(real_logits, fake_logits, real_label)
+
+    def g_loss(self, fake_logits: jax.Array) -> jax.Array:
+        """G's loss for D's logits on its images, (B,)."""
+        if self.loss == "hinge":
+            return hinge_generator_loss(fake_logits)
+        return generator_loss(fake_logits)
+
+    def augment(self, key: jax.Array, images: jax.Array) -> jax.Array:
+        """DiffAugment on (B, S, S, C) images in [-1, 1], new parameters for each key; the
+        images themselves without a policy."""
+        return diffaugment.augment(key, images, self.augment_policy)
 
     def noise_std(self, step: jax.Array) -> jax.Array:
         """Instance noise at `step` (Sonderby et al. 2016, Arjovsky & Bottou 2017): N(0, s^2)
@@ -141,10 +191,14 @@ class GanSteps:
         g = nnx.merge(self.g_graphdef, g_params, g_rest, copy=True)
         return g(z, train=train), nnx.state(g, nnx.Not(nnx.Param))
 
-    def discriminate(self, d_params: Any, d_rest: Any, images: jax.Array) -> tuple[jax.Array, Any]:
-        """images (B, S, S, C) in [-1, 1] -> D's logits (B,) with batch statistics."""
+    def discriminate(self, d_params: Any, d_rest: Any, images: jax.Array, *,
+                     power_iteration: bool = False) -> tuple[jax.Array, Any]:
+        """images (B, S, S, C) in [-1, 1] -> D's logits (B,) with batch statistics, and D's
+        updated non-Param state. `power_iteration` advances the spectral norms' vectors (once
+        per train step; nothing without spectral_norm)."""
         d = nnx.merge(self.d_graphdef, d_params, d_rest, copy=True)
-        return d(images, train=True), nnx.state(d, nnx.Not(nnx.Param))
+        logits = d(images, train=True, power_iteration=power_iteration)
+        return logits, nnx.state(d, nnx.Not(nnx.Param))
 
     def train_step(self, state: State, batch: dict[str, jax.Array]) -> tuple[State, dict]:
         real = to_unit_range(batch["image"])  # (B, S, S, C)
@@ -152,6 +206,10 @@ class GanSteps:
         z = self.sample_z(key, real.shape[0])  # (B, nz)
         real_noise, fake_noise = self.noise_images(jax.random.fold_in(key, 1), state["step"],
                                                    real.shape)
+        # DiffAugment's keys, one per call: D's real batch, D's fake batch, each G update
+        # (unused without a policy).
+        aug_root = jax.random.fold_in(key, 2)
+        aug_keys = [jax.random.fold_in(aug_root, i) for i in range(2 + self.g_steps)]
 
         def forward(g_rest: Any) -> Callable:
             """G on this step's z as a function of its weights (BatchNorm state `g_rest`)."""
@@ -160,12 +218,14 @@ class GanSteps:
         fake, g_pullback, g_rest = jax.vjp(forward(state["g_rest"]), state["g_params"],
                                            has_aux=True)
 
-        # ---- D: real -> 1, detached fake -> 0
+        # ---- D: real -> 1, detached fake -> 0 (the spectral norms' one iteration: on real)
         def d_loss_fn(d_params: Any):
-            real_logits, rest = self.discriminate(d_params, state["d_rest"], real + real_noise)
-            fake_logits, rest = self.discriminate(d_params, rest,
-                                                  jax.lax.stop_gradient(fake) + fake_noise)
-            loss = discriminator_loss(real_logits, fake_logits, self.real_label)
+            real_logits, rest = self.discriminate(
+                d_params, state["d_rest"], self.augment(aug_keys[0], real) + real_noise,
+                power_iteration=True)
+            fake_in = self.augment(aug_keys[1], jax.lax.stop_gradient(fake)) + fake_noise
+            fake_logits, rest = self.discriminate(d_params, rest, fake_in)
+            loss = self.d_loss(real_logits, fake_logits, self.real_label)
             return loss, (real_logits, fake_logits, rest)
 
         (d_loss, (real_logits, fake_logits, d_rest)), d_grads = jax.value_and_grad(
@@ -173,16 +233,18 @@ class GanSteps:
         d_updates, d_opt = self.d_tx.update(d_grads, state["d_opt"], state["d_params"])
         d_params = optax.apply_updates(state["d_params"], d_updates)
 
-        # ---- G: fake -> 1 through the updated D (gradient to the images only)
-        def g_loss_fn(images: jax.Array):
-            logits, _ = self.discriminate(d_params, d_rest, images + fake_noise)
-            return generator_loss(logits)
+        # ---- G: fake -> 1 through the updated D (gradient to the images only, through the
+        # augmentation; D's BatchNorm statistics and spectral vectors are left as they are)
+        def g_loss_fn(images: jax.Array, aug_key: jax.Array):
+            logits, _ = self.discriminate(d_params, d_rest,
+                                          self.augment(aug_key, images) + fake_noise)
+            return self.g_loss(logits)
 
         g_params, g_opt = state["g_params"], state["g_opt"]
         for i in range(self.g_steps):
             if i > 0:  # G changed: run it again on the same z
                 fake, g_pullback, g_rest = jax.vjp(forward(g_rest), g_params, has_aux=True)
-            g_loss, d_fake_images = jax.value_and_grad(g_loss_fn)(fake)
+            g_loss, d_fake_images = jax.value_and_grad(g_loss_fn)(fake, aug_keys[2 + i])
             (g_grads,) = g_pullback(d_fake_images)
             g_updates, g_opt = self.g_tx.update(g_grads, g_opt, g_params)
             g_params = optax.apply_updates(g_params, g_updates)
@@ -197,8 +259,10 @@ class GanSteps:
         metrics = {
             "d_loss": d_loss,
             "g_loss": g_loss,
-            "d_real": jnp.mean(jax.nn.sigmoid(real_logits)),  # D(x), before its update
-            "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits)),  # D(G(z))
+            # D(x) and D(G(z)) before D's update, on what D saw (augmented, noisy): the mean
+            # sigmoid of the logits, which with the hinge loss are margins, not log-odds
+            "d_real": jnp.mean(jax.nn.sigmoid(real_logits)),
+            "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits)),
             "spread": batch_spread(fake) / jnp.maximum(batch_spread(real), 1e-6),
         }
         return new_state, metrics
@@ -237,17 +301,19 @@ def build(cfg: GanConfig, *, image_size: int, channels: int,
     generator = Generator(latent_dim=cfg.latent_dim, image_size=image_size, channels=channels,
                           width=cfg.width, rngs=rngs)
     discriminator = Discriminator(image_size=image_size, channels=channels, width=cfg.width,
-                                  rngs=rngs)
-    def optimizer(rate: float) -> optax.GradientTransformation:
-        return adam(rate, cfg.beta1, decay_start=cfg.lr_decay_start, total_steps=total_steps)
+                                  spectral_norm=cfg.spectral_norm, norm=cfg.d_norm, rngs=rngs)
 
-    d_tx = optimizer(cfg.learning_rate)
-    g_tx = optimizer(cfg.g_learning_rate) if cfg.g_learning_rate else d_tx
+    def optimizer(rate: float, beta1: float, beta2: float) -> optax.GradientTransformation:
+        return adam(rate, beta1, beta2, decay_start=cfg.lr_decay_start, total_steps=total_steps)
+
+    d_adam = (cfg.learning_rate, cfg.beta1, cfg.beta2)
+    d_tx = optimizer(*d_adam)
+    g_tx = d_tx if cfg.g_adam() == d_adam else optimizer(*cfg.g_adam())
     steps = GanSteps(nnx.graphdef(generator), nnx.graphdef(discriminator), g_tx, d_tx,
                      cfg.latent_dim, cfg.latent_distribution, ema_decay=cfg.ema_decay,
                      real_label=cfg.real_label, instance_noise=cfg.instance_noise,
                      noise_final=cfg.instance_noise_final, total_steps=total_steps,
-                     g_steps=cfg.g_steps)
+                     g_steps=cfg.g_steps, loss=cfg.loss, augment_policy=cfg.augment_policy)
     return steps, init_state(generator, discriminator, g_tx, d_tx, cfg.seed,
                              ema=cfg.ema_decay > 0)
 

@@ -32,7 +32,6 @@ from realsys_cli.gan.steps import (
     GanSteps,
     batch_spread,
     build,
-    discriminator_loss,
     sampling_params,
     to_unit_range,
 )
@@ -120,12 +119,15 @@ class GanJob:
         def probe(d_params: Any, d_rest: Any, real: jax.Array, fake: jax.Array,
                   step: jax.Array):
             real, fake = to_unit_range(real), to_unit_range(fake)
-            # D is judged on what it trains on: with instance noise, noisy images.
-            real_noise, fake_noise = self.steps.noise_images(jax.random.key(self.cfg.seed),
-                                                             step, real.shape)
-            real_logits, _ = self.steps.discriminate(d_params, d_rest, real + real_noise)
-            fake_logits, _ = self.steps.discriminate(d_params, d_rest, fake + fake_noise)
-            return (discriminator_loss(real_logits, fake_logits),
+            # D is judged on what it trains on, with its own loss: with instance noise, noisy
+            # images; with DiffAugment, augmented ones (fixed keys: the same probe each epoch).
+            key = jax.random.key(self.cfg.seed)
+            real_noise, fake_noise = self.steps.noise_images(key, step, real.shape)
+            real_in = self.steps.augment(jax.random.fold_in(key, 1), real) + real_noise
+            fake_in = self.steps.augment(jax.random.fold_in(key, 2), fake) + fake_noise
+            real_logits, _ = self.steps.discriminate(d_params, d_rest, real_in)
+            fake_logits, _ = self.steps.discriminate(d_params, d_rest, fake_in)
+            return (self.steps.d_loss(real_logits, fake_logits),
                     batch_spread(fake) / jnp.maximum(batch_spread(real), 1e-6))
 
         self._probe = jax.jit(probe)
@@ -190,6 +192,13 @@ def _real_probe(source: Any, n: int, image_size: int, seed: int) -> np.ndarray:
     return np.stack([pipeline.resize_square(source[int(i)]["image"], image_size) for i in idx])
 
 
+def training_batches(cfg: GanConfig, facts: GanFacts, source: Any, local_batch: int,
+                     shard: pipeline.Shard = pipeline.Shard(), **options: Any) -> Any:
+    """train-gan's training input pipeline (bench/data_bench.py times this one)."""
+    return pipeline.train_batches(source, batch_size=local_batch, seed=cfg.seed,
+                                  image_size=facts.image_size, shard=shard, **options)
+
+
 def train_and_evaluate(cfg: GanConfig, workdir: str | Path, *,
                        cluster: ClusterSpec = ClusterSpec(),
                        progress: Progress = SILENT) -> dict[str, Any]:
@@ -232,8 +241,7 @@ def train_and_evaluate(cfg: GanConfig, workdir: str | Path, *,
     fid_untrained = job.measure(state)["fid"]  # the same measure, before any step
     log.info("FID of the untrained generator %.4g; real-vs-real floor %.4g (%d samples each, "
              "%s)", fid_untrained, meter.floor, meter.num_samples, judge.describe()["layer"])
-    batches = pipeline.train_batches(train_source, batch_size=local_batch, seed=cfg.seed,
-                                     image_size=facts.image_size, shard=shard)
+    batches = training_batches(cfg, facts, train_source, local_batch, shard)
     state, start_step = run.restore(state, batches, steps_per_epoch)
     mesh = distributed.data_mesh()
     state = distributed.replicate(state, mesh)

@@ -57,6 +57,45 @@ def unpatch(x: jax.Array, size: int) -> jax.Array:
 State = tuple[jax.Array, jax.Array]  # (h, c), each (B, h, w, hidden)
 
 
+@jax.custom_vjp
+def lstm_update(gates: jax.Array, c: jax.Array) -> State:
+    """The LSTM's pointwise update: gates (..., 4H) ordered i, f, o, g and c (..., H) ->
+    (h, c'), c' = sigmoid(f) c + sigmoid(i) tanh(g), h = sigmoid(o) tanh(c').
+
+    The gradient is written by hand, from the gates and c alone (recomputing the activations):
+    one elementwise pass with two outputs, where JAX's derived gradient ran as about ten
+    separate passes over these (B, h, w, 4H) tensors, a memory-bound quarter of a ConvLSTM
+    step on 2 cores."""
+    return _lstm_forward(gates, c)[0]
+
+
+def _activations(gates: jax.Array) -> tuple[jax.Array, ...]:
+    i, f, o, g = jnp.split(gates, 4, axis=-1)
+    return jax.nn.sigmoid(i), jax.nn.sigmoid(f), jax.nn.sigmoid(o), jnp.tanh(g)
+
+
+def _lstm_forward(gates: jax.Array, c: jax.Array) -> tuple[State, tuple[jax.Array, ...]]:
+    i, f, o, g = _activations(gates)
+    c_new = f * c + i * g
+    return (o * jnp.tanh(c_new), c_new), (gates, c)
+
+
+def _lstm_backward(residuals: tuple[jax.Array, ...], cotangents: State) -> tuple[jax.Array, ...]:
+    gates, c = residuals
+    dh, dc_new = cotangents
+    i, f, o, g = _activations(gates)
+    tanh_c = jnp.tanh(f * c + i * g)
+    dc_total = dc_new + dh * o * (1.0 - tanh_c * tanh_c)  # through h = o tanh(c')
+    d_gates = jnp.concatenate([dc_total * g * i * (1.0 - i),  # d sigmoid(i) / d i
+                               dc_total * c * f * (1.0 - f),
+                               dh * tanh_c * o * (1.0 - o),
+                               dc_total * i * (1.0 - g * g)], axis=-1)
+    return d_gates, dc_total * f
+
+
+lstm_update.defvjp(lambda gates, c: _lstm_forward(gates, c), _lstm_backward)
+
+
 class ConvLSTMCell(nnx.Module):
     """One ConvLSTM cell: a single `kernel` x `kernel` convolution over [x_t, h_{t-1}]."""
 
@@ -78,10 +117,7 @@ class ConvLSTMCell(nnx.Module):
     def __call__(self, x: jax.Array, state: State) -> State:
         h, c = state  # (B, h, w, hidden) each
         gates = self.conv(jnp.concatenate([x, h], axis=-1))  # (B, h, w, 4 * hidden)
-        i, f, o, g = jnp.split(gates, 4, axis=-1)
-        c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
-        h = jax.nn.sigmoid(o) * jnp.tanh(c)
-        return h, c
+        return lstm_update(gates, c)
 
 
 class _Stack(nnx.Module):

@@ -34,6 +34,7 @@ class OptimizerSpec:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     beta1: float = 0.9
+    beta2: float = 0.999  # Adam's (optax's default)
     schedule: str = "constant"
     warmup_steps: int = 0
     total_steps: int = 1
@@ -75,9 +76,9 @@ def build_optimizer(spec: OptimizerSpec) -> optax.GradientTransformation:
             parts.append(optax.add_decayed_weights(spec.weight_decay))
         parts.append(optax.sgd(lr, momentum=spec.momentum or None))
     elif spec.name == "adamw":
-        parts.append(optax.adamw(lr, b1=spec.beta1, weight_decay=spec.weight_decay))
+        parts.append(optax.adamw(lr, b1=spec.beta1, b2=spec.beta2, weight_decay=spec.weight_decay))
     else:
-        parts.append(optax.adam(lr, b1=spec.beta1))
+        parts.append(optax.adam(lr, b1=spec.beta1, b2=spec.beta2))
     # The plateau factor: multiplies every update; the host lowers it between epochs.
     parts.append(optax.inject_hyperparams(optax.scale)(step_size=1.0))
     return optax.chain(*parts)
