@@ -399,3 +399,16 @@ def test_class_coverage_and_confident_fraction():
     probs = np.array([[0.95, 0.05, 0.0], [0.6, 0.4, 0.0], [0.0, 0.05, 0.95], [0.1, 0.1, 0.8]])
     assert fid.class_coverage(probs, ("a", "b", "c")) == {"a": 0.5, "b": 0.0, "c": 0.5}
     assert fid.confident_fraction(probs) == 0.5
+
+
+def test_a_judge_below_95_percent_is_declared_unreliable():
+    from types import SimpleNamespace
+
+    from realsys_cli.gan.judge import Judge
+
+    def why(accuracy):
+        return Judge.unreliable_because(SimpleNamespace(eval_accuracy=accuracy))
+
+    assert why(0.9981) is None and why(0.95) is None
+    assert "0.400, below 0.95" in why(0.4) and "--judge" in why(0.4)
+    assert "unknown" in why(None)

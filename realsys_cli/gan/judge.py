@@ -29,6 +29,7 @@ from realsys_cli.progress import SILENT, Progress
 log = logging.getLogger("realsys")
 
 _BATCH = 500  # images per call of the jitted extractor (the last batch is padded)
+RELIABLE_ACCURACY = 0.95  # below this test accuracy the judge's quality numbers are flagged
 
 
 @dataclasses.dataclass
@@ -60,12 +61,29 @@ class Judge:
         return self.trained.facts.in_channels
 
     def describe(self) -> dict[str, Any]:
-        """What the report says about the extractor: which checkpoint, which layer."""
+        """What the report says about the extractor: which checkpoint, which layer, and
+        whether its numbers can be trusted (`reliable`, with the reason when not)."""
         t = self.trained
         return {"workdir": str(t.workdir), "model": t.cfg.model, "dataset": t.cfg.dataset,
                 "checkpoint": f"{t.checkpoint} (step {t.step})",
                 "layer": f"{t.cfg.model}.features: penultimate layer, {self.feature_dim} numbers",
-                "eval_accuracy": self.eval_accuracy, "trained_by_train_gan": self.trained_here}
+                "eval_accuracy": self.eval_accuracy, "trained_by_train_gan": self.trained_here,
+                "reliable": self.unreliable_because() is None,
+                "unreliable_because": self.unreliable_because()}
+
+    def unreliable_because(self) -> str | None:
+        """Why FID, class coverage and confident fraction on this judge mean little, or None.
+
+        A judge that cannot tell the classes apart has features that do not separate them
+        either: FID on them misses what makes the classes differ, and coverage counts its own
+        mistakes."""
+        if self.eval_accuracy is None:
+            return "the judge's test accuracy is unknown (its run has no result.json)"
+        if self.eval_accuracy < RELIABLE_ACCURACY:
+            return (f"the judge's test accuracy is {self.eval_accuracy:.3f}, below "
+                    f"{RELIABLE_ACCURACY}: FID and class coverage on its features mean little; "
+                    "give a better classifier with --judge or raise judge_epochs")
+        return None
 
     def features_and_probs(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """uint8 (N, S, S, C) -> features (N, D) float64 and probabilities (N, K)."""

@@ -241,6 +241,8 @@ def train_and_evaluate(cfg: GanConfig, workdir: str | Path, *,
     fid_untrained = job.measure(state)["fid"]  # the same measure, before any step
     log.info("FID of the untrained generator %.4g; real-vs-real floor %.4g (%d samples each, "
              "%s)", fid_untrained, meter.floor, meter.num_samples, judge.describe()["layer"])
+    if judge.unreliable_because():
+        log.warning("%s", judge.unreliable_because())
     batches = training_batches(cfg, facts, train_source, local_batch, shard)
     state, start_step = run.restore(state, batches, steps_per_epoch)
     mesh = distributed.data_mesh()

@@ -119,6 +119,28 @@ class ConvLSTMCell(nnx.Module):
         gates = self.conv(jnp.concatenate([x, h], axis=-1))  # (B, h, w, 4 * hidden)
         return lstm_update(gates, c)
 
+    def input_gates(self, x: jax.Array) -> jax.Array:
+        """The input's share of the gates, bias included: x (N, h, w, Cin) -> (N, h, w, 4H).
+        It does not depend on the state, so a whole clip's frames go through it at once."""
+        kernel = self.conv.kernel[...]
+        cin = kernel.shape[2] - self.hidden
+        return _same_conv(x, kernel[:, :, :cin]) + self.conv.bias[...]
+
+    def recur(self, x_gates: jax.Array, state: State) -> State:
+        """The same step as __call__ from `input_gates(x)` (B, h, w, 4H): the convolution
+        of [x, h] is the sum of the convolutions of x and of h with their slices of the one
+        kernel."""
+        h, c = state
+        kernel = self.conv.kernel[...]
+        cin = kernel.shape[2] - self.hidden
+        return lstm_update(x_gates + _same_conv(h, kernel[:, :, cin:]), c)
+
+
+def _same_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """nnx.Conv's padding="SAME", stride-1 convolution, NHWC / HWIO, no bias."""
+    return jax.lax.conv_general_dilated(x, kernel, (1, 1), "SAME",
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
 
 class _Stack(nnx.Module):
     """Cells on top of each other: layer l reads layer l-1's new hidden state."""
@@ -128,10 +150,16 @@ class _Stack(nnx.Module):
         ins = (in_channels, *hidden[:-1])
         self.cells = nnx.List([ConvLSTMCell(i, h, kernel, rngs=rngs) for i, h in zip(ins, hidden)])
 
-    def __call__(self, x: jax.Array, states: list[State]) -> list[State]:
+    def __call__(self, x: jax.Array, states: list[State], *,
+                 x_gates: jax.Array | None = None) -> list[State]:
+        """One step; with `x_gates` (the first cell's `input_gates(x)`, computed ahead for a
+        whole clip), x is not needed."""
         new = []
-        for cell, state in zip(self.cells, states):
-            h, c = cell(x, state)
+        for layer, (cell, state) in enumerate(zip(self.cells, states)):
+            if layer == 0 and x_gates is not None:
+                h, c = cell.recur(x_gates, state)
+            else:
+                h, c = cell(x, state)
             new.append((h, c))
             x = h
         return new
@@ -177,10 +205,16 @@ class ConvLSTMPredictor(nnx.Module):
         """Read frames 1..T-1 of `observed` (B, T, H, W, C): every layer's (h, c), and with
         `with_predictions` the logits of frames 2..T (B, T-1, H, W, C)."""
         p = self.patch_size
+        b, steps = observed.shape[0], observed.shape[1] - 1
         states = [cell.zero_state(patch(observed[:, 0], p)) for cell in self.encoder.cells]
+        # the first layer's input terms of all observed frames in one convolution, before
+        # the recurrence (they do not depend on the states): (B, T-1, h, w, 4H)
+        seen = observed[:, :steps].reshape(b * steps, *observed.shape[2:])
+        x_gates = self.encoder.cells[0].input_gates(patch(seen, p))
+        x_gates = x_gates.reshape(b, steps, *x_gates.shape[1:])
         predictions = []
-        for t in range(observed.shape[1] - 1):  # Python-unrolled (see the module docstring)
-            states = self.encoder(patch(observed[:, t], p), states)
+        for t in range(steps):  # Python-unrolled (see the module docstring)
+            states = self.encoder(None, states, x_gates=x_gates[:, t])
             if with_predictions:
                 predictions.append(unpatch(self._predict(states), p))
         return states, (jnp.stack(predictions, axis=1) if predictions else None)
