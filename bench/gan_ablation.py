@@ -36,6 +36,14 @@ ROWS: dict[str, tuple[list[str], float, str]] = {
     "diffaug": (["diffaugment=translation,cutout"], 0.83, "DiffAugment translation + cutout"),
     "ema": (["ema_decay=0.999"], 0.97, "samples from an EMA of G (0.999)"),
     "ttur": (TTUR, 1.0, "TTUR: D 4e-4, G 1e-4, Adam betas (0, 0.999)"),
+    # combinations (speeds: the product of their parts')
+    "sngan": (SN + ["d_norm=none", "loss=hinge"] + TTUR, 0.94,
+              "SNGAN: spectral norm, no BatchNorm in D, hinge, TTUR"),
+    "sngan_ema": (SN + ["d_norm=none", "loss=hinge", "ema_decay=0.999"] + TTUR, 0.91,
+                  "SNGAN + EMA"),
+    "sngan_ema_da": (SN + ["d_norm=none", "loss=hinge", "ema_decay=0.999",
+                           "diffaugment=translation,cutout"] + TTUR, 0.76,
+                     "SNGAN + EMA + DiffAugment"),
 }
 
 

@@ -141,6 +141,9 @@ def fool(
     if attack_steps is not None:
         options["pgd_steps" if method_now == "perturb" else "ascent_steps"] = attack_steps
     cfg = resolve_config(FoolConfig, config_file=config, set_items=set_, options=options)
+    if cfg.realness_weight > 0:  # refused here, before the classifier is even loaded
+        raise ConfigError("realness_weight is for `realsys fool-screen`'s joint attack, "
+                          "which has a discriminator to ascend; leave it at 0 for fool")
     if print_config:
         from realsys_cli.cli.printing import print_config as print_resolved
 
@@ -226,3 +229,100 @@ def fool_defence(
     console.print_result({k: v for k, v in result.items() if k != "rounds"}, json_mode=False,
                          title="fool-defence")
     console.print_rows(result["rounds"], json_mode=False, title="rounds", key="rounds")
+
+
+SCREEN_COLUMNS = {  # the per-group table's headers (report.json keeps the long names)
+    "group": "group", "images": "n", "fooled_share": "fooled", "auroc": "AUROC",
+    "rejected_share": "rejected", "median_d_score": "median D",
+    "median_confidence": "median conf", "fooled_and_accepted_share": "fooled+accepted"}
+
+
+def _refuse_negative(value: float | None) -> float | None:
+    if value is not None and not value >= 0:  # NaN too
+        raise opt.UsageError(f"--realness-weight must be 0 or more, got {value}")
+    return value
+
+
+@opt.handle_errors
+def fool_screen(
+    *,
+    gan: Annotated[Path | None, typer.Option(
+        "--gan", help="The train-gan run whose discriminator screens the images (required).")]
+    = None,
+    classifier: ClassifierOpt = None,
+    fooled: Annotated[list[Path] | None, typer.Option(
+        "--fooled", metavar="<path>", help="A `realsys fool` run whose images.npz to screen; repeatable "
+        "(default: make them here with every method: ascent, evolve direct and cppn, "
+        "perturb).")] = None,
+    count: Annotated[int | None, typer.Option(
+        "--count", "-n", min=1, help="Images per class of each method made here, and of the "
+        "joint attack (3).")] = None,
+    confidence: ConfidenceOpt = None,
+    realness_weight: Annotated[float | None, typer.Option(
+        "--realness-weight", callback=_refuse_negative, help="The joint attack ascends the "
+        "target margin + this x D's realness logit (1).")] = None,
+    seed: opt.SeedOpt = None,
+    tfds_data_dir: opt.TfdsDirOpt = None,
+    no_download: opt.NoDownloadOpt = False,
+    config: opt.ConfigOpt = None,
+    set_: opt.SetOpt = None,
+    workdir: Annotated[Path | None, typer.Option(
+        "--workdir", "-w", help="The folder to write the sheets, images and report.json into "
+        "(default: runs/fool-screen-<time>).")] = None,
+    json: opt.JsonOpt = False,
+) -> None:
+    """Does a GAN's discriminator catch fooling images? D's AUROC of real test images against
+    the fooling images of every method, the share it rejects at the threshold that keeps 95%
+    of real images, and a joint attack on the classifier and D together."""
+    from realsys_cli.xla_flags import use_training_flags
+
+    use_training_flags()  # ascent, perturb and the joint attack differentiate through the nets
+    from realsys_cli import console
+    from realsys_cli.fool.screen import resolve_configs, run_screen
+
+    gan = opt.required(gan, option="--gan", what="the train-gan run whose discriminator "
+                       "screens the images")
+    defaults = config is None  # fool-screen's small defaults, unless a recipe says otherwise
+    screen_cfg, fool_cfg = resolve_configs(
+        config_file=config, set_items=set_, screen_options={},
+        fool_options={"count_per_class": count if count is not None or not defaults else 3,
+                      "generations": None if not defaults else 100,
+                      "confidence": confidence, "seed": seed,
+                      "realness_weight": (realness_weight if realness_weight is not None
+                                          or not defaults else 1.0),
+                      "tfds_data_dir": opt.path_or_none(tfds_data_dir)})
+    classifier, picked = classifier_run(classifier)
+    if workdir is None:
+        import time
+
+        from realsys_cli.config import default_runs_dir
+
+        workdir = default_runs_dir() / f"fool-screen-{time.strftime('%Y%m%d-%H%M%S')}"
+
+    result = run_screen(screen_cfg, fool_cfg, classifier, gan, workdir,
+                        fooled_runs=list(fooled or []), announce=picked,
+                        progress=console.progress_reporter(json_mode=json))
+    print_screen(result, json_mode=json)
+
+
+def print_screen(result: dict, *, json_mode: bool) -> None:
+    """fool-screen's result: one JSON object, or the summary and the per-group and per-class
+    tables (the same numbers, fewer columns)."""
+    from realsys_cli import console
+
+    if json_mode:
+        console.print_result(result, json_mode=True)
+        return
+    summary = {k: v for k, v in result.items()
+               if k not in ("groups", "joint_per_class", "config", "fool_config")}
+    console.print_result(summary, json_mode=False, title="fool-screen")
+    console.print_rows([{short: row[key] for key, short in SCREEN_COLUMNS.items()}
+                        for row in result["groups"]], json_mode=False,
+                       title=f"per group (D's threshold {result['threshold']:+.3f} keeps "
+                       f"{result['real_kept_share']:.1%} of real images)", key="groups")
+    if "joint_per_class" in result:
+        console.print_rows(
+            [{"class": r["class"], "n": r["images"], "confident": r["confident_share"],
+              "accepted": r["accepted_share"], "both": r["fooled_both_share"],
+              "median D": r["median_d_score"]} for r in result["joint_per_class"]],
+            json_mode=False, title="joint attack, per class", key="joint_per_class")

@@ -1,4 +1,4 @@
-"""`realsys fool` and `realsys fool-defence`: images a classifier is sure of and a person cannot
+"""`realsys fool`, `realsys fool-defence` and `realsys fool-screen`: images a classifier is sure of and a person cannot
 recognise (Nguyen, Yosinski, Clune, "Deep Neural Networks are Easily Fooled", CVPR 2015).
 
     config.py   FoolConfig / DefenceConfig
@@ -8,4 +8,5 @@ recognise (Nguyen, Yosinski, Clune, "Deep Neural Networks are Easily Fooled", CV
     perturb.py  targeted PGD / FGSM on real test images
     report.py   PNGs, contact sheet, report.json;  run.py  run(cfg, workdir, out) -> dict
     defence.py  retraining with a "fooling" class, K rounds
+    screen.py   a GAN's discriminator as a screen for fooling images, and the joint attack
 """

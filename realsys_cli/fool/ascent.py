@@ -16,10 +16,19 @@ paper's; see `objective_value` for why the default is the margin).
 All targets go through one jitted, batched step; an image stops (its pixels freeze) as soon as
 the target's softmax confidence reaches `confidence`. The step also records, on the device,
 the first step at which each image reached argmax, 0.99, 0.999 and 0.9999.
+
+With a `Realness` (fool-screen's joint attack) the objective becomes
+J + realness_weight x min(R(q(x)), r*), R a GAN discriminator's realness logit and r* the
+level at which it accepts the image; an image stops only once it is both confident and
+accepted (R >= r*). The cap matters: D's logit is as easy to inflate as a class logit (a
+first, uncapped run drove it to +23 against real digits' +3), and its gradient then drowned
+the margin's; capped, D's term pushes only until the image is accepted. Without a Realness
+(`realsys fool`, realness_weight 0) the step is the one above, operation for operation.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from typing import Any
@@ -28,6 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from realsys_cli.errors import ConfigError
 from realsys_cli.fool.config import FoolConfig
 from realsys_cli.fool.result import NEVER, Fooled, at_least, milestones, record
 from realsys_cli.fool.target import FrozenClassifier, quantise
@@ -72,30 +82,64 @@ def objective_value(logits: jax.Array, targets: jax.Array, objective: str) -> ja
     return chosen - jnp.max(others, axis=1)
 
 
-def make_ascent_step(net: FrozenClassifier, cfg: FoolConfig) -> Callable:
-    """jit((weights, state, t) -> state); state = {x, targets, active, stop_step, reached, key}."""
+@dataclasses.dataclass(frozen=True)
+class Realness:
+    """A second judge to fool at once: a discriminator's realness logit of the images.
+
+    fn(weights, x, key) -> (B,) float32 for x (B, S, S, C), pixels in [0, 1] at the
+    classifier's input side (on the uint8 grid), traced inside the ascent step; `key` is for a
+    judge that averages over noise. `threshold`: an image is accepted when fn(...) >=
+    threshold, and the ascent raises fn only up to it; None: no cap, and an image stops on
+    its confidence alone."""
+
+    weights: Any
+    fn: Callable[[Any, jax.Array, jax.Array], jax.Array]
+    threshold: float | None = None
+
+
+def make_ascent_step(net: FrozenClassifier, cfg: FoolConfig,
+                     realness: Realness | None = None) -> Callable:
+    """jit((weights, state, t) -> state); state = {x, targets, active, stop_step, reached, key}.
+
+    weights: the classifier's (params, rest); with `realness`, the pair (classifier's,
+    realness.weights), so that neither set is folded into the program as constants."""
+    if cfg.realness_weight > 0 and realness is None:
+        raise ConfigError("realness_weight needs a discriminator to ascend: it is for "
+                          "`realsys fool-screen`'s joint attack (leave it at 0 here)")
     mean = jnp.asarray(net.stats.mean, jnp.float32)
     total = cfg.ascent_steps
 
     def step(weights: Any, state: dict[str, jax.Array], t: jax.Array) -> dict[str, jax.Array]:
         x, targets = state["x"], state["targets"]  # (B, S, S, C), (B,)
         key = jax.random.fold_in(state["key"], t)
+        net_weights, d_weights = weights if realness is not None else (weights, None)
+        d_key = jax.random.fold_in(key, 1) if realness is not None else None  # judge's noise
 
-        def objective(x: jax.Array) -> tuple[jax.Array, jax.Array]:
+        def objective(x: jax.Array) -> tuple[jax.Array, Any]:
             seen = quantise(x)
             if cfg.jitter_px:
                 seen = jitter(seen, key, cfg.jitter_px)
-            logits = net.logits(weights, seen)  # (B, K)
-            return jnp.sum(objective_value(logits, targets, cfg.ascent_objective)), logits
+            logits = net.logits(net_weights, seen)  # (B, K)
+            value = objective_value(logits, targets, cfg.ascent_objective)  # (B,)
+            if realness is None:
+                return jnp.sum(value), (logits, None)
+            real = realness.fn(d_weights, seen, d_key)  # (B,)
+            capped = real if realness.threshold is None else jnp.minimum(
+                real, realness.threshold)  # no gradient once accepted
+            return jnp.sum(value + cfg.realness_weight * capped), (logits, real)
 
-        (_, logits), grad = jax.value_and_grad(objective, has_aux=True)(x)
+        (_, (logits, real)), grad = jax.value_and_grad(objective, has_aux=True)(x)
         if cfg.jitter_px:  # the milestones are those of the image itself, not of its roll
-            logits = net.logits(weights, quantise(x))
+            logits = net.logits(net_weights, quantise(x))
+            if realness is not None:
+                real = realness.fn(d_weights, quantise(x), d_key)
         probs = jax.nn.softmax(logits)  # (B, K)
         passed = milestones(probs, targets)  # (B, 4)
         reached = record(state["reached"], passed, t)
         confidence = jnp.take_along_axis(probs, targets[:, None], axis=1)[:, 0]
         done = state["active"] & (confidence >= at_least(cfg.confidence))
+        if realness is not None and realness.threshold is not None:  # and the judge accepts
+            done = done & (real >= realness.threshold)
         stop_step = jnp.where(done, t, state["stop_step"])
         active = state["active"] & ~done & (t < total)
 
@@ -128,12 +172,17 @@ def init_state(net: FrozenClassifier, targets: np.ndarray, seed: int,
 
 
 def ascend(net: FrozenClassifier, targets: np.ndarray, cfg: FoolConfig, *,
-           progress: Progress = SILENT) -> Fooled:
-    """One fooling image per entry of `targets`, in jitted batches of cfg.batch_size."""
-    step = make_ascent_step(net, cfg)
+           progress: Progress = SILENT, realness: Realness | None = None) -> Fooled:
+    """One fooling image per entry of `targets`, in jitted batches of cfg.batch_size; with
+    `realness`, images that fool the classifier and the realness judge at once."""
+    # `realsys fool` calls the step maker exactly as before (tests wrap it by that signature)
+    step = (make_ascent_step(net, cfg) if realness is None
+            else make_ascent_step(net, cfg, realness))
+    weights = net.weights if realness is None else (net.weights, realness.weights)
     size = min(cfg.batch_size, len(targets))
     parts: list[Fooled] = []
-    with progress.task("ascent", total=len(targets)) as task:
+    with progress.task("ascent" if realness is None else "joint ascent",
+                       total=len(targets)) as task:
         for start in range(0, len(targets), size):
             chunk = np.asarray(targets[start : start + size])
             padded = np.resize(chunk, size)  # the same shape every call: one compilation
@@ -142,7 +191,7 @@ def ascend(net: FrozenClassifier, targets: np.ndarray, cfg: FoolConfig, *,
             try:
                 # t = 0 .. total: the last call only scores the final image
                 for t in range(cfg.ascent_steps + 1):
-                    state = step(net.weights, state, jnp.asarray(t, jnp.int32))
+                    state = step(weights, state, jnp.asarray(t, jnp.int32))
                     if t % CHECK_EVERY_STEPS == 0 and not bool(jnp.any(state["active"])):
                         break
             except KeyboardInterrupt:

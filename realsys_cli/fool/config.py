@@ -37,6 +37,10 @@ class FoolConfig:
     jitter_px: int = 0  # random roll of the image by up to this many px before each gradient
     blur_sigma_px: float = 0.0  # Gaussian blur of this sigma every blur_every_steps; 0 = off
     blur_every_steps: int = 4
+    # fool-screen's joint attack: the ascent's objective gains realness_weight x a GAN
+    # discriminator's realness logit (see fool/screen.py). `realsys fool` has no discriminator:
+    # it must stay 0 there, and at 0 the ascent is exactly the one without the term.
+    realness_weight: float = 0.0
     # --- evolve: MAP-Elites, one champion per class
     encoding: Literal["direct", "cppn"] = "direct"
     generations: int = 200
@@ -78,6 +82,8 @@ class FoolConfig:
             raise ValueError("step sizes must be positive")
         if self.jitter_px < 0 or self.blur_sigma_px < 0:
             raise ValueError("jitter_px and blur_sigma_px must be >= 0")
+        if not self.realness_weight >= 0:  # NaN fails too
+            raise ValueError(f"realness_weight must be >= 0, got {self.realness_weight}")
         check_fields(self)
 
 
