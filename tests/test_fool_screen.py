@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from test_bad_inputs import assert_one_line_error
 from typer.testing import CliRunner
 
 from realsys_cli.cli import app
@@ -290,24 +291,8 @@ def _materials(here: Path) -> None:
     (here / "garbled" / "images.npz").write_bytes(b"not an npz file")
 
 
-def _files(root: Path) -> set[str]:
-    found = {str(p.relative_to(root)) for p in root.rglob("*")}
-    for name in ("tfds", "runs"):  # conftest's, while empty
-        if (root / name).is_dir() and not any((root / name).iterdir()):
-            found.discard(name)
-    return found
-
-
 @pytest.mark.parametrize(("args", "code"), [pytest.param(a, c, id=i) for i, a, c in CASES])
 def test_a_bad_input_is_one_line(args, code, runs, tmp_path):
     _materials(tmp_path)
     args = [a.format(**runs) for a in args] + ["--json"]
-    before = (_files(tmp_path), _files(Path(runs["root"])))
-    result = CliRunner().invoke(app, args)
-    shown = f"exit {result.exit_code}\nstdout: {result.stdout}\nstderr: {result.stderr}"
-    assert result.exit_code == code, shown
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), shown
-    assert "Traceback" not in result.stderr and "internal error" not in result.stderr, shown
-    assert result.stdout == "", shown
-    assert (_files(tmp_path), _files(Path(runs["root"]))) == before, shown
+    assert_one_line_error(args, code, [tmp_path, Path(runs["root"])])
