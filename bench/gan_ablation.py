@@ -37,6 +37,8 @@ ROWS: dict[str, tuple[list[str], float, str]] = {
     "ema": (["ema_decay=0.999"], 0.97, "samples from an EMA of G (0.999)"),
     "ttur": (TTUR, 1.0, "TTUR: D 4e-4, G 1e-4, Adam betas (0, 0.999)"),
     # combinations (speeds: the product of their parts')
+    "recipe_ema": (["g_learning_rate=4e-4", "instance_noise=0.15", "instance_noise_final=0.15",
+                    "ema_decay=0.999"], 0.87, "the recipe + EMA of G"),
     "sngan": (SN + ["d_norm=none", "loss=hinge"] + TTUR, 0.94,
               "SNGAN: spectral norm, no BatchNorm in D, hinge, TTUR"),
     "sngan_ema": (SN + ["d_norm=none", "loss=hinge", "ema_decay=0.999"] + TTUR, 0.91,

@@ -271,10 +271,13 @@ def check_resumable(saved: dict[str, Any], cfg: Any, workdir: str | os.PathLike,
         return list(value) if isinstance(value, (list, tuple)) else value
 
     current = config_to_dict(cfg)
-    differ = sorted(k for k in current
-                    if k not in resumable and plain(saved.get(k)) != plain(current[k]))
+    # A field the saved config lacks came in a later release, off by default: a run saved
+    # before it trained with its default, so only another value is a difference.
+    defaults = config_to_dict(type(cfg)())
+    was = {k: saved.get(k, defaults.get(k)) for k in current}
+    differ = sorted(k for k in current if k not in resumable and plain(was[k]) != plain(current[k]))
     if differ:
-        shown = ", ".join(f"{k} ({saved.get(k)!r} -> {current[k]!r})" for k in differ[:4])
+        shown = ", ".join(f"{k} ({was[k]!r} -> {current[k]!r})" for k in differ[:4])
         raise CheckpointError(
             f"{workdir} holds a run with another config: {shown}; use another --workdir, "
             "or the same settings to resume it"

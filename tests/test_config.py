@@ -204,7 +204,7 @@ def test_every_recipe_resolves_into_its_commands_config(recipe):
     from realsys_cli.gan.config import GanConfig
 
     kinds = {"lenet": ClassifierConfig, "alexnet": ClassifierConfig, "fool": FoolConfig,
-             "dcgan": GanConfig, "convlstm": FramesConfig}
+             "dcgan": GanConfig, "convlstm": FramesConfig, "simvp": FramesConfig}
     kind = kinds[recipe.name.split("_")[0]]
     cfg = resolve_config(kind, config_file=recipe)
     written = tomllib.loads(recipe.read_text())
@@ -250,3 +250,17 @@ def test_unknown_config_lists_the_recipes(tmp_path):
     assert "\n" not in message
     assert "config file alexnet_imagenet does not exist, and no recipe has that name" in message
     assert "recipes: alexnet_imagenette, alexnet_shapes, alexnet_small_cifar10," in message
+
+
+def test_a_run_saved_before_a_field_existed_resumes_at_its_default(tmp_path):
+    """A field added in a later release (off by default) is no difference for a run saved
+    without it; any other value of it is."""
+    from realsys_cli.config import check_resumable, config_to_dict
+    from realsys_cli.errors import CheckpointError
+    from realsys_cli.frames.config import FramesConfig
+
+    saved = config_to_dict(FramesConfig())
+    del saved["model"]  # a run from before --model simvp
+    check_resumable(saved, FramesConfig(), tmp_path, set())
+    with pytest.raises(CheckpointError, match=r"model \('convlstm' -> 'simvp'\)"):
+        check_resumable(saved, FramesConfig(model="simvp"), tmp_path, set())

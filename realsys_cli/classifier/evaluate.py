@@ -103,7 +103,7 @@ def load_trained(workdir: str | Path, *, best: bool = True) -> TrainedClassifier
                                                         cfg.seed))
 
     run = load_run(workdir, ClassifierConfig, command="classifier",
-                   markers=("model", "dataset"), build=build,
+                   markers=("model", "dataset", "resize_size"), build=build,
                    prefer="best" if best else "latest")
     return TrainedClassifier(run.workdir, run.cfg, DataFacts.from_dict(run.meta["facts"]),
                              run.steps, run.state, run.step, run.checkpoint)

@@ -11,19 +11,19 @@ import typer
 from realsys_cli.cli import options as opt
 from realsys_cli.cli.trainer import TrainerArgs, train_or_print, trainer_command
 
-HELP = """Next-frame prediction: a ConvLSTM encoder-forecaster (Shi et al. 2015) continues a movie.
+HELP = """Next-frame prediction: a ConvLSTM encoder-forecaster (Shi et al. 2015), or SimVP (Gao et al. 2022, --model simvp), continues a movie.
 
 [bold]Train and score[/] (default: built-in moving-digits, 10 frames in, 10 out; rerun with the same --workdir to resume):
 
   realsys predict-frames --workdir runs/frames --steps 1200
 
-prints MSE per frame (OpenSTL convention), MAE, SSIM and PSNR per horizon t=1..10 next to the copy-last-frame and mean-frame baselines, and writes horizon.png, predictions.png and curves.png into the workdir. --adversarial adds Mathieu et al.'s discriminator.
+prints MSE per frame (OpenSTL convention), MAE, SSIM and PSNR per horizon t=1..10 next to the copy-last-frame and mean-frame baselines, and writes horizon.png, predictions.png and curves.png into the workdir. --adversarial adds Mathieu et al.'s discriminator. --model simvp trains the recurrence-free SimVP (gSTA translator, all 10 frames at once; recipe: --config simvp_moving_digits) instead of the ConvLSTM.
 
 [bold]Make the movie[/] of the run in --workdir (no training; the GIF goes into the run unless --out says):
 
   realsys predict-frames --workdir runs/frames --rollout 30 --out movie.gif
 
-feeds 10 real test frames and predicts 30 autoregressively, past the training horizon; the GIF shows input, truth (where it exists) and prediction side by side.
+feeds 10 real test frames and predicts 30 autoregressively, past the training horizon (SimVP: its 10 predictions read as the next 10 observed frames, 10 at a time); the GIF shows input, truth (where it exists) and prediction side by side.
 """
 
 
@@ -35,6 +35,9 @@ def predict_frames(
     dataset: Annotated[str | None, typer.Option(
         "--dataset", "-d", help="Training: a video dataset, e.g. moving-digits or moving-digits/train=2000. "
         "Movie: where the test clips come from (default: the run's evaluation set).")] = None,
+    model: Annotated[Literal["convlstm", "simvp"] | None, typer.Option(
+        "--model", "-m", help="The network: convlstm (default) or simvp (config field "
+        "model).")] = None,
     steps: opt.StepsOpt = None,
     epochs: Annotated[int | None, typer.Option(
         "--epochs", "-e", min=1, help="Epochs to train (default 1).")] = None,
@@ -57,8 +60,9 @@ def predict_frames(
     if rollout is not None or out is not None:
         _movie(rollout=rollout, out=out, count=count, workdir=common.workdir, dataset=dataset,
                tfds_data_dir=common.tfds_data_dir, json=common.json,
-               training_options={"--steps": steps, "--epochs": epochs, "--batch-size": batch_size,
-                                 "--lr": learning_rate, "--loss": loss, "--seed": common.seed,
+               training_options={"--model": model, "--steps": steps, "--epochs": epochs,
+                                 "--batch-size": batch_size, "--lr": learning_rate,
+                                 "--loss": loss, "--seed": common.seed,
                                  "--adversarial": adversarial, "--config": common.config,
                                  "--set": common.set_,
                                  "--print-config": common.print_config or None})
@@ -71,13 +75,14 @@ def predict_frames(
 
     cfg = resolve_config(
         FramesConfig, config_file=common.config, set_items=common.set_,
-        options={"dataset": dataset, "max_steps": steps, "num_epochs": epochs,
+        options={"dataset": dataset, "model": model, "max_steps": steps, "num_epochs": epochs,
                  "batch_size": batch_size, "learning_rate": learning_rate, "loss": loss,
                  "adversarial": adversarial, "seed": common.seed,
                  "tfds_data_dir": opt.path_or_none(common.tfds_data_dir)},
     )
     train_or_print(cfg, common, command="predict-frames",
-                   workdir_parts=(cfg.dataset, "adversarial" if cfg.adversarial else cfg.loss),
+                   workdir_parts=(cfg.dataset, "simvp" if cfg.model == "simvp" else "",
+                                  "adversarial" if cfg.adversarial else cfg.loss),
                    train=lambda: import_module("realsys_cli.frames.train").train_and_evaluate)
 
 

@@ -1,1 +1,1 @@
-"""`realsys predict-frames`: next-frame prediction with a ConvLSTM encoder-forecaster."""
+"""`realsys predict-frames`: next-frame prediction with a ConvLSTM encoder-forecaster or SimVP."""

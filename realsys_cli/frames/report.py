@@ -23,13 +23,15 @@ from realsys_cli.training.metrics import plot_curves
 
 PANELS = (("mse", "MSE per frame (sum over pixels)"), ("mae", "MAE per frame (sum over pixels)"),
           ("ssim", "SSIM (11x11 Gaussian, sigma 1.5)"), ("psnr", "PSNR (dB)"))
-STYLES = {"model": ("ConvLSTM", "C0", "o-"), "copy_last": ("copy last frame", "C3", "s--"),
+STYLES = {"model": ("the model", "C0", "o-"), "copy_last": ("copy last frame", "C3", "s--"),
           "mean_frame": ("mean of observed frames", "C2", "^:")}
 
 
 def save_horizon(out: str | Path, scores: dict[str, Any], *, title: str = "",
-                 others: dict[str, dict[str, Any]] | None = None) -> None:
-    """Four panels against the horizon; `others` adds more models ({label: scores}) as lines."""
+                 others: dict[str, dict[str, Any]] | None = None,
+                 model_label: str = "ConvLSTM") -> None:
+    """Four panels against the horizon; `others` adds more models ({label: scores}) as lines;
+    `model_label` names the model's line."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -38,6 +40,7 @@ def save_horizon(out: str | Path, scores: dict[str, Any], *, title: str = "",
     fig, axes = plt.subplots(1, len(PANELS), figsize=(4.2 * len(PANELS), 3.6))
     for ax, (score, label) in zip(axes, PANELS):
         for name, (legend, color, style) in STYLES.items():
+            legend = model_label if name == "model" else legend
             values = scores[f"{name}/{score}"]
             ax.plot(range(1, len(values) + 1), values, style, color=color, label=legend,
                     markersize=4)

@@ -17,6 +17,7 @@ from realsys_cli.frames.config import FramesConfig
 from realsys_cli.frames.steps import FramesSteps
 from realsys_cli.models.convlstm import ConvLSTMPredictor
 from realsys_cli.models.frame_discriminator import FrameDiscriminator
+from realsys_cli.models.simvp import SimVP
 from realsys_cli.training import optim
 
 
@@ -39,16 +40,29 @@ def check_frames(cfg: FramesConfig, dataset: Dataset, *, scored: bool = True) ->
             f"{dataset.name} has clips of {t} frames; input_frames + output_frames = {needed} "
             f"(choose a dataset with longer clips, e.g. moving-digits/frames={needed})"
         )
-    if h is None or w is None or h % cfg.patch_size or w % cfg.patch_size:
+    size = cfg.spatial_divisor
+    if h is None or w is None or h % size or w % size:
+        if cfg.model == "simvp":
+            raise ConfigError(f"frames of {h}x{w} px cannot be halved {cfg.simvp_n_s // 2} times "
+                              f"by SimVP's encoder (simvp_n_s = {cfg.simvp_n_s}); --set "
+                              "simvp_n_s=... lower")
         raise ConfigError(f"frames of {h}x{w} px do not split into patches of {cfg.patch_size} "
                           "px; --set patch_size=... to a divisor of both")
     return int(h), int(w), int(c)
 
 
-def make_model(cfg: FramesConfig, channels: int) -> ConvLSTMPredictor:
+def make_model(cfg: FramesConfig, channels: int) -> ConvLSTMPredictor | SimVP:
+    rngs = nnx.Rngs(params=cfg.seed)
+    if cfg.model == "simvp":
+        return SimVP(channels=channels, input_frames=cfg.input_frames,
+                     future_frames=cfg.output_frames, hid_s=cfg.simvp_hid_s,
+                     hid_t=cfg.simvp_hid_t, spatial_blocks=cfg.simvp_n_s,
+                     translator_blocks=cfg.simvp_n_t, kernel=cfg.simvp_kernel,
+                     attention_kernel=cfg.simvp_attention_kernel,
+                     mlp_ratio=cfg.simvp_mlp_ratio, skip=cfg.simvp_skip, rngs=rngs)
     return ConvLSTMPredictor(channels=channels, hidden=tuple(cfg.hidden_channels),
                              kernel=cfg.kernel_size, patch_size=cfg.patch_size,
-                             shared_weights=cfg.shared_weights, rngs=nnx.Rngs(params=cfg.seed))
+                             shared_weights=cfg.shared_weights, rngs=rngs)
 
 
 def make_discriminator(cfg: FramesConfig, channels: int) -> FrameDiscriminator | None:
@@ -75,6 +89,7 @@ def make_steps(cfg: FramesConfig, model: nnx.Module, total_steps: int,
         schedule=optim.learning_rate_schedule(spec), input_frames=cfg.input_frames,
         output_frames=cfg.output_frames, loss=cfg.loss,
         reconstruction_weight=cfg.reconstruction_weight,
-        observed_loss_weight=cfg.observed_loss_weight,
+        # SimVP predicts the future frames only: nothing for the observed-frames loss to weigh
+        observed_loss_weight=cfg.observed_loss_weight if cfg.model == "convlstm" else 0.0,
         scheduled_sampling_steps=cfg.scheduled_sampling_steps, **extra,
     )

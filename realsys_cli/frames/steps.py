@@ -1,5 +1,9 @@
 """The frame predictor's jitted train, eval and predict steps, over a pure-pytree train state.
 
+The same steps serve both networks (the ConvLSTM and SimVP): each maps observed frames to the
+logits of the future ones, `model(observed, horizon)`; the ConvLSTM alone also predicts the
+observed frames 2..T (`predict_all`, for the observed-frames loss) and takes scheduled sampling.
+
 The state is a dict of arrays, as the classifier's (jit donates it, orbax saves it as it is):
 
   {"params", "rest": the predictor's nnx.State (Params / the rest), "opt": optax state,
@@ -87,11 +91,15 @@ class FramesSteps:
                        truth: jax.Array | None = None, teacher: jax.Array | None = None,
                        all_frames: bool = False) -> jax.Array:
         """observed (B, T, H, W, C) in [0, 1] -> logits (B, horizon, H, W, C), or with
-        `all_frames` of frames 2..T+horizon (B, T-1+horizon, H, W, C)."""
+        `all_frames` (the ConvLSTM's) of frames 2..T+horizon (B, T-1+horizon, H, W, C).
+
+        The true future `truth` reaches the model only with a scheduled-sampling `teacher`
+        mask (the ConvLSTM's; SimVP takes none, so its predictions cannot see the future)."""
         model = nnx.merge(self.graphdef, params, rest, copy=True)
+        forced = {} if teacher is None else {"truth": truth, "teacher": teacher}
         if all_frames:
-            return model.predict_all(observed, horizon, truth=truth, teacher=teacher)
-        return model(observed, horizon, truth=truth, teacher=teacher)
+            return model.predict_all(observed, horizon, **forced)
+        return model(observed, horizon, **forced)
 
     def _discriminate(self, d_params: Any, d_rest: Any, condition: jax.Array,
                       frames: jax.Array) -> jax.Array:

@@ -35,6 +35,7 @@ from realsys_cli.training.loop import LoopSpec, finishing, run_loop
 from realsys_cli.training.run import join_and_open, start_or_resume
 
 log = logging.getLogger("realsys")
+MODEL_LABELS = {"convlstm": "ConvLSTM", "simvp": "SimVP"}  # the horizon plot's legend
 
 
 @dataclasses.dataclass
@@ -72,6 +73,13 @@ class FramesJob:
                 "frame_shape": list(self.frame_shape), "eval_dataset": self.eval_data.name}
 
 
+def training_batches(cfg: FramesConfig, source: Any, local_batch: int,
+                     shard: pipeline.Shard = pipeline.Shard(), **options: Any) -> Any:
+    """predict-frames' training input pipeline (bench/data_bench.py times this one)."""
+    return pipeline.train_batches(source, batch_size=local_batch, seed=cfg.seed, shard=shard,
+                                  **options)
+
+
 def train_and_evaluate(cfg: FramesConfig, workdir: str | Path, *,
                        cluster: ClusterSpec = ClusterSpec(),
                        progress: Progress = SILENT) -> dict[str, Any]:
@@ -98,14 +106,16 @@ def train_and_evaluate(cfg: FramesConfig, workdir: str | Path, *,
                           max_to_keep=cfg.checkpoints_to_keep)
 
     # ------------------------------------------------------------------ model and optimizer
+    if cfg.model == "simvp" and cfg.observed_loss_weight > 0:
+        log.info("observed_loss_weight is the ConvLSTM's (its predictions of observed frames); "
+                 "SimVP predicts future frames only: not used")
     model = setup.make_model(cfg, frame_shape[2])
     discriminator = setup.make_discriminator(cfg, frame_shape[2])
     steps = setup.make_steps(cfg, model, total_steps, discriminator)
     state = init_state(model, steps.tx, cfg.seed, discriminator=discriminator, d_tx=steps.d_tx)
     num_params, d_params = count_params(state["params"]), count_params(state.get("d_params", {}))
     mesh = distributed.data_mesh()
-    batches = pipeline.train_batches(train_source, batch_size=local_batch, seed=cfg.seed,
-                                     shard=shard)
+    batches = training_batches(cfg, train_source, local_batch, shard)
     state, start_step = run.restore(state, batches, steps_per_epoch)
     state = distributed.replicate(state, mesh)
     job = FramesJob(steps, cfg, eval_data, frame_shape, mesh)
@@ -133,7 +143,8 @@ def train_and_evaluate(cfg: FramesConfig, workdir: str | Path, *,
         if writer:
             observed, truth, pred = report.sample_predictions(steps, result.state, eval_data, cfg)
             report.save_predictions(workdir / "predictions.png", observed, truth, pred)
-            report.save_horizon(workdir / "horizon.png", scores, title=(
+            report.save_horizon(workdir / "horizon.png", scores,
+                                model_label=MODEL_LABELS[cfg.model], title=(
                 f"trained on {dataset.name} for {result.step} steps; scored on {scores['count']} "
                 f"{eval_data.name} {eval_data.eval_split} clips"))
             records = metrics_log.read()
@@ -146,6 +157,7 @@ def train_and_evaluate(cfg: FramesConfig, workdir: str | Path, *,
             "eval_sequences": scores["count"],
             "frames_in": cfg.input_frames,
             "frames_out": cfg.output_frames,
+            "model": cfg.model,
             "loss": cfg.loss + ("+adversarial+gdl" if cfg.adversarial else ""),
             "num_params": num_params,
             **({"discriminator_params": d_params} if cfg.adversarial else {}),

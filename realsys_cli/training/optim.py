@@ -8,8 +8,11 @@
 Schedules: "constant", "plateau" (AlexNet: divide by 10 when validation accuracy stops
 improving, at most 3 times), "cosine" (linear warmup then cosine decay to 0), "linear_decay"
 (constant for the first decay_start x total_steps steps, then linearly to 0 at total_steps: the
-DCGAN recipes' late decay). Schedules read the optimizer's own step count (saved in its state),
-so a resumed run continues them exactly. The plateau
+DCGAN recipes' late decay), "onecycle" (OpenSTL's: torch's OneCycleLR with its defaults, by
+optax.cosine_onecycle_schedule: cosine from lr/25 up to lr over the first 30% of total_steps,
+then cosine down to lr/25/1e4; warmup_steps unused; Adam's beta1 is not cycled). Schedules
+read the optimizer's own step count (saved in its state), so a resumed run continues them
+exactly. The plateau
 factor is a hyper-parameter injected into the optimizer state, so it is checkpointed with it and
 a resumed run continues at the same learning rate.
 """
@@ -24,7 +27,10 @@ import optax
 from realsys_cli.errors import ConfigError
 
 OPTIMIZERS = ("sgd", "adamw", "adam")
-SCHEDULES = ("constant", "plateau", "cosine", "linear_decay")
+SCHEDULES = ("constant", "plateau", "cosine", "linear_decay", "onecycle")
+# onecycle: torch.optim.lr_scheduler.OneCycleLR's pct_start and div_factor, OpenSTL's
+# final_div_factor (openstl/core/optim_scheduler.py)
+ONECYCLE_PCT_START, ONECYCLE_DIV_FACTOR, ONECYCLE_FINAL_DIV_FACTOR = 0.3, 25.0, 1e4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +49,11 @@ class OptimizerSpec:
 
 
 def learning_rate_schedule(spec: OptimizerSpec) -> optax.Schedule:
+    if spec.schedule == "onecycle":
+        return optax.cosine_onecycle_schedule(
+            transition_steps=max(spec.total_steps, 1), peak_value=spec.learning_rate,
+            pct_start=ONECYCLE_PCT_START, div_factor=ONECYCLE_DIV_FACTOR,
+            final_div_factor=ONECYCLE_FINAL_DIV_FACTOR)
     if spec.schedule == "cosine":
         return optax.warmup_cosine_decay_schedule(
             init_value=0.0,
