@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from flax import nnx
 from interrupt import interrupt_at_step
+from test_frames_train import _clips, _steps
 from trees import assert_trees_close, assert_trees_equal
 from typer.testing import CliRunner
 
@@ -25,7 +26,7 @@ from realsys_cli.errors import ConfigError
 from realsys_cli.frames import setup
 from realsys_cli.frames.config import FramesConfig
 from realsys_cli.frames.evaluate import load_trained
-from realsys_cli.frames.steps import FramesSteps, init_state
+from realsys_cli.frames.steps import FramesSteps
 from realsys_cli.frames.train import train_and_evaluate
 from realsys_cli.models import count_params
 from realsys_cli.models.simvp import SimVP, depthwise_conv, pixel_shuffle
@@ -50,18 +51,6 @@ def _model(**kw) -> SimVP:
     return SimVP(**{**options, **kw})
 
 
-def _steps(cfg: FramesConfig, total_steps: int = 100):
-    model = setup.make_model(cfg, 1)
-    discriminator = setup.make_discriminator(cfg, 1)
-    steps = setup.make_steps(cfg, model, total_steps, discriminator)
-    return steps, init_state(model, steps.tx, cfg.seed, discriminator=discriminator,
-                             d_tx=steps.d_tx)
-
-
-def _clips(n: int = 8, frames: int = 8, seed: int = 0) -> np.ndarray:
-    from realsys_cli.data.render_moving import make_moving_digits
-
-    return make_moving_digits(n, seed=seed, num_frames=frames)  # uint8 (n, T, 64, 64, 1)
 
 
 # ------------------------------------------------------------------------ layers and shapes
