@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 RUN_STAMP := $(VENV)/.installed-run
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: setup run test test-slow lint bench clean
+.PHONY: setup run test test-slow lint bench bench-data clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,9 @@ lint: $(TEST_STAMP)
 
 bench: $(RUN_STAMP)
 	$(BIN)/python bench/run.py
+
+bench-data: $(RUN_STAMP)
+	$(BIN)/python bench/data_bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

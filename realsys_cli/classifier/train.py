@@ -86,6 +86,15 @@ class ClassifierJob:
                 "dataset": self.dataset.name, "eval_split": self.dataset.eval_split}
 
 
+def training_batches(cfg: ClassifierConfig, facts: DataFacts, source: Any, local_batch: int,
+                     shard: pipeline.Shard = pipeline.Shard(), **options: Any) -> Any:
+    """train-classifier's training input pipeline (bench/data_bench.py times this one);
+    `options` go to `pipeline.train_batches` (e.g. num_threads)."""
+    return pipeline.train_batches(source, batch_size=local_batch, seed=cfg.seed,
+                                  image_size=facts.resize_size, channels=facts.in_channels,
+                                  shard=shard, **options)
+
+
 def train_and_evaluate(
     cfg: ClassifierConfig,
     workdir: str | Path,
@@ -122,10 +131,7 @@ def train_and_evaluate(
     state = init_state(model, steps.tx, cfg.seed)
     num_params = count_params(state["params"])
     mesh = distributed.data_mesh()
-    batches = pipeline.train_batches(
-        train_source, batch_size=local_batch, seed=cfg.seed, image_size=facts.resize_size,
-        channels=facts.in_channels, shard=shard,
-    )
+    batches = training_batches(cfg, facts, train_source, local_batch, shard)
     state, start_step = run.restore(state, batches, steps_per_epoch)
     plateau = optim.Plateau(**run.meta["plateau"]) if run.resuming else optim.Plateau(
         patience=cfg.plateau_patience_epochs)

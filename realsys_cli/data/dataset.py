@@ -15,13 +15,16 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import threading
 import time
-from collections.abc import Iterator, Sequence
+import zlib
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import tensorflow_datasets as tfds
+from tensorflow_datasets.proto import tf_example_pb2
 
 from realsys_cli.data import builtin, folder, tfds_named
 from realsys_cli.errors import DatasetError
@@ -45,16 +48,137 @@ def tfds_data_dir(explicit: str | os.PathLike | None = None) -> str:
     return found
 
 
-class RecordView(Sequence):
-    """A TFDS data source seen through realsys's record names (and int labels)."""
+class ArrayRecords(Sequence):
+    """A split's serialized records, read straight from its array_record files.
 
-    def __init__(self, source: Any, keys: dict[str, str]) -> None:
+    A batch of records is one `read` call per file, in the calling thread: array_record's own
+    data source starts a thread pool for every batch, which costs more than the reading (30-50
+    against 9-15 us a record for the 28x28 digits on a busy 2-core machine; one record alone:
+    150-300 us). A split of at most CACHE_LIMIT_BYTES on disk (the built-ins, MNIST, CIFAR) is
+    read whole into memory by its first batch instead, sequentially (~6 us a record), as a
+    random read costs ~25 us of CPU a record (a zstd frame each): the digits' 60,000 records
+    are 34 MB, read in 0.3 s. docs/speed.md, "Input pipeline vs in-memory batch".
+    """
+
+    READER_OPTIONS = "readahead_buffer_size:0"  # random access: array_record's data source's
+    CACHE_LIMIT_BYTES = 256 * 2**20
+
+    def __init__(self, instructions: Sequence[Any]) -> None:
+        self._files = [(os.fspath(i.filename), int(i.skip),
+                        int(i.take) if int(i.take) >= 0 else int(i.examples_in_shard) - int(i.skip))
+                       for i in instructions]
+        self._starts = np.cumsum([0] + [take for _, _, take in self._files])
+        self._readers: list[Any] = [None] * len(self._files)
+        self._lock = threading.RLock()  # _fill_cache opens readers under it
+        self._cache: list[bytes] | None = None
+        try:
+            size = sum(os.path.getsize(path) for path in {path for path, _, _ in self._files})
+        except OSError:
+            size = self.CACHE_LIMIT_BYTES + 1
+        self._cacheable = size <= self.CACHE_LIMIT_BYTES
+
+    def __len__(self) -> int:
+        return int(self._starts[-1])
+
+    def __getitem__(self, index: int) -> bytes:  # type: ignore[override]
+        return self.__getitems__([index])[0]
+
+    def __getitems__(self, indices: Sequence[int]) -> list[bytes]:
+        n = len(self)
+        wanted = [int(i) + n if int(i) < 0 else int(i) for i in indices]
+        for i, w in zip(indices, wanted):
+            if not 0 <= w < n:
+                raise IndexError(f"record {i} of {n}")
+        if self._cache is not None or (len(wanted) > 1 and self._cacheable):
+            cache = self._cache if self._cache is not None else self._fill_cache()
+            return [cache[w] for w in wanted]
+        files = np.searchsorted(self._starts, wanted, side="right") - 1
+        out: list[bytes] = [b""] * len(wanted)
+        for f in np.unique(files):
+            which = np.flatnonzero(files == f)
+            offset = self._files[f][1] - int(self._starts[f])
+            records = self._reader(int(f)).read([wanted[w] + offset for w in which])
+            for w, record in zip(which, records):
+                out[w] = record
+        return out
+
+    def _fill_cache(self) -> list[bytes]:
+        with self._lock:
+            if self._cache is None:
+                cache: list[bytes] = []
+                for f, (_, skip, take) in enumerate(self._files):
+                    cache.extend(self._reader(f).read(list(range(skip, skip + take))))
+                self._cache = cache
+        return self._cache
+
+    def _reader(self, f: int) -> Any:
+        if self._readers[f] is None:
+            with self._lock:
+                if self._readers[f] is None:
+                    from array_record.python import array_record_module
+
+                    self._readers[f] = array_record_module.ArrayRecordReader(
+                        self._files[f][0], options=self.READER_OPTIONS,
+                        file_reader_buffer_size=32768)
+        return self._readers[f]
+
+    def __getstate__(self) -> dict[str, Any]:  # to worker processes: readers open anew there
+        state = dict(self.__dict__)
+        state.update(_readers=[None] * len(self._files), _lock=None, _cache=None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, _lock=threading.RLock())
+
+
+def _fast_decoders(features: Any, keys: dict[str, str]) -> dict[str, Callable] | None:
+    """{our name: proto Feature -> value} for the features realsys reads: labels, images (by
+    TFDS's own image decoding) and fixed-shape zlib/bytes tensors (as TFDS decodes them),
+    without TFDS's generic per-record parsing around them, which costs ~90 us a record (a 28x28
+    digit: ~10 us this way). None when any of them is of a kind this does not cover (then TFDS
+    decodes the whole record)."""
+    decoders: dict[str, Callable] = {}
+    for ours, theirs in keys.items():
+        feature = features[theirs]
+        if isinstance(feature, tfds.features.ClassLabel):
+            decoders[ours] = lambda f: int(f.int64_list.value[0])
+        elif isinstance(feature, tfds.features.Image) and feature.np_dtype == np.uint8:
+            decoders[ours] = lambda f, image=feature: image.decode_example_np(
+                f.bytes_list.value[0])
+        elif (type(feature) is tfds.features.Tensor
+              and getattr(feature, "_encoding", None) in (tfds.features.Encoding.ZLIB,
+                                                          tfds.features.Encoding.BYTES)
+              and not getattr(feature, "_dynamic_shape", True)
+              and all(isinstance(d, int) for d in feature.shape)):
+            # what Tensor.decode_example_np does for a static shape, without its generic calls
+            unzip = zlib.decompress if feature._encoding == tfds.features.Encoding.ZLIB else bytes
+            decoders[ours] = (lambda f, unzip=unzip, dtype=feature.np_dtype,
+                              shape=tuple(feature.shape):
+                              np.frombuffer(unzip(f.bytes_list.value[0]), dtype).reshape(shape))
+        else:
+            return None
+    return decoders
+
+
+class RecordView(Sequence):
+    """A TFDS data source seen through realsys's record names (and int labels).
+
+    With `decoders` (from `_fast_decoders`), `source` gives raw serialized records: each one's
+    tf.train.Example is parsed once and only realsys's features are decoded, to the values
+    TFDS's own decoding gives.
+    """
+
+    def __init__(self, source: Any, keys: dict[str, str], *,
+                 decoders: dict[str, Callable] | None = None) -> None:
         self._source, self._keys = source, keys  # {our name: TFDS feature name}
+        self._decoders = decoders
 
     def __len__(self) -> int:
         return len(self._source)
 
     def __getitem__(self, index: int) -> dict[str, Any]:  # type: ignore[override]
+        if self._decoders is not None:
+            return self._decode(self._source[index])
         return self._convert(self._source[index])
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
@@ -62,7 +186,16 @@ class RecordView(Sequence):
             yield self[index]
 
     def __getitems__(self, indices: Sequence[int]) -> list[dict[str, Any]]:
+        """Many records at once: one batched read (array_record reads a batch of records
+        ~10x faster per record than one by one)."""
+        if self._decoders is not None:
+            return [self._decode(r) for r in self._source.__getitems__(indices)]
         return [self._convert(r) for r in self._source.__getitems__(indices)]
+
+    def _decode(self, serialized: bytes) -> dict[str, Any]:
+        feature = tf_example_pb2.Example.FromString(serialized).features.feature
+        out = {ours: self._decoders[ours](feature[theirs]) for ours, theirs in self._keys.items()}
+        return {k: v if k == "label" else np.asarray(v) for k, v in out.items()}
 
     def _convert(self, record: dict[str, Any]) -> dict[str, Any]:
         out = {ours: np.asarray(record[theirs]) for ours, theirs in self._keys.items()}
@@ -116,7 +249,14 @@ class Dataset:
         return split
 
     def source(self, split: str) -> RecordView:
-        return RecordView(self.builder.as_data_source(split=self.resolve_split(split)), self.keys)
+        split = self.resolve_split(split)
+        decoders = (_fast_decoders(self.builder.info.features, self.keys)
+                    if self.builder.info.file_format == tfds.core.FileFormat.ARRAY_RECORD
+                    else None)  # array_record holds tf.train.Example protos
+        if decoders is None:
+            return RecordView(self.builder.as_data_source(split=split), self.keys)
+        raw = ArrayRecords(self.builder.info.splits[split].file_instructions)
+        return RecordView(raw, self.keys, decoders=decoders)
 
 
 def _describe(name: str, builder: tfds.core.DatasetBuilder) -> Dataset:
