@@ -186,6 +186,7 @@ def screened(runs):
     return out, result
 
 
+@pytest.mark.slow  # a whole fool-screen run
 def test_fool_screen_json_report_and_files(screened):
     out, result = screened
     assert result.exit_code == 0, result.output
@@ -223,6 +224,7 @@ def test_fool_screen_json_report_and_files(screened):
     assert screen.threshold_keeping(real, 0.95) == data["threshold"]
 
 
+@pytest.mark.slow  # a whole fool-screen run
 def test_fool_screen_reads_fool_runs_and_prints_tables(screened, runs):
     """--fooled: the images of existing fool runs (here the ones made above, one twice)."""
     out, _ = screened
@@ -291,6 +293,7 @@ def _materials(here: Path) -> None:
     (here / "garbled" / "images.npz").write_bytes(b"not an npz file")
 
 
+@pytest.mark.slow  # 23 command lines, each loading a classifier and a GAN
 @pytest.mark.parametrize(("args", "code"), [pytest.param(a, c, id=i) for i, a, c in CASES])
 def test_a_bad_input_is_one_line(args, code, runs, tmp_path):
     _materials(tmp_path)

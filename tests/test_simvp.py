@@ -314,6 +314,7 @@ def resumed_runs(tmp_path_factory):
     return root, cfg, seq, straight, resumed
 
 
+@pytest.mark.slow  # trains and resumes SimVP runs (compiles for ~20 s each)
 def test_interrupted_and_resumed_run_equals_uninterrupted(resumed_runs):
     root, cfg, _, straight, resumed = resumed_runs
     assert straight["model"] == "simvp" and straight["steps"] == 8
@@ -328,6 +329,7 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(resumed_runs):
     assert all(not np.array_equal(x, y) for x, y in zip(trained, initial, strict=True))
 
 
+@pytest.mark.slow  # trains and resumes SimVP runs (compiles for ~20 s each)
 def test_scored_on_the_real_moving_mnist_file(resumed_runs):
     """The same scoring code on the file's 20-frame clips, 10 in and 10 out."""
     _, _, seq, straight, _ = resumed_runs
@@ -339,6 +341,7 @@ def test_scored_on_the_real_moving_mnist_file(resumed_runs):
     assert straight["baseline_copy_last_mse_per_frame"] == pytest.approx(copy_last, abs=1e-3)
 
 
+@pytest.mark.slow  # trains and resumes SimVP runs (compiles for ~20 s each)
 def test_trained_run_makes_a_movie_of_the_length_asked(resumed_runs, tmp_path):
     from realsys_cli.frames.rollout import rollout
     from realsys_cli.runs import describe_run
