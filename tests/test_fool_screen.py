@@ -12,14 +12,13 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
-import logging
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from test_bad_inputs import assert_one_line_error
+from test_bad_inputs import _restore_logging, assert_one_line_error  # noqa: F401 (a fixture)
 from typer.testing import CliRunner
 
 from realsys_cli.cli import app
@@ -40,16 +39,6 @@ SUMMARY_FIELDS = ("classifier", "gan", "threshold", "real_kept_share", "generate
                   "groups", "joint_per_class", "config", "fool_config")
 GROUP_FIELDS = ("group", "images", "fooled_share", "auroc", "rejected_share",
                 "median_d_score", "median_confidence", "fooled_and_accepted_share")
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging():
-    """The app's callback configures the "realsys" logger; undo it for other tests' caplog."""
-    logger, absl = logging.getLogger("realsys"), logging.getLogger("absl")
-    saved = (list(logger.handlers), logger.level, logger.propagate, absl.level)
-    yield
-    logger.handlers[:], logger.level, logger.propagate = saved[0], saved[1], saved[2]
-    absl.setLevel(saved[3])
 
 
 @pytest.fixture(scope="module")

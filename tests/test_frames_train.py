@@ -37,6 +37,24 @@ def _steps(cfg: FramesConfig, total_steps: int = 100):
                              d_tx=steps.d_tx)
 
 
+def assert_sharded_step_equals_one_device(cfg: FramesConfig, clips: np.ndarray) -> None:
+    """cfg's train step on `clips` sharded over the 4 fake devices gives one device's state
+    and metrics."""
+    from realsys_cli.training import distributed
+
+    steps, state = _steps(cfg)
+    one, one_metrics = steps.make_train_step()(jax.device_put(state, jax.devices()[0]),
+                                               {"video": clips})
+    steps, state = _steps(cfg)  # afresh: the step donates its input
+    mesh = distributed.data_mesh()
+    batch = distributed.shard_batch({"video": clips}, mesh)
+    assert len(batch["video"].sharding.device_set) == 4
+    four, four_metrics = steps.make_train_step()(distributed.replicate(state, mesh), batch)
+    assert_trees_close(one, four, rtol=2e-5, atol=1e-7)
+    assert {k: float(v) for k, v in four_metrics.items()} == pytest.approx(
+        {k: float(v) for k, v in one_metrics.items()}, rel=1e-5)
+
+
 def _clips(n: int = 8, frames: int = 8, seed: int = 0) -> np.ndarray:
     from realsys_cli.data.render_moving import make_moving_digits
 
@@ -194,22 +212,11 @@ def test_step_sharded_over_4_devices_equals_one_device():
     every term on: the observed-frames loss, scheduled sampling, the discriminator. The new
     state is the one-device step's within float tolerance (no BatchNorm in either net: the
     losses are means over the global batch, so the gradients are all-reduced)."""
-    from realsys_cli.training import distributed
 
     assert jax.device_count() == 4
     cfg = _cfg(adversarial=True, scheduled_sampling_steps=10)
     clips = _clips()
-    steps, state = _steps(cfg)
-    one, one_metrics = steps.make_train_step()(jax.device_put(state, jax.devices()[0]),
-                                               {"video": clips})
-    steps, state = _steps(cfg)  # afresh: the step donates its input
-    mesh = distributed.data_mesh()
-    batch = distributed.shard_batch({"video": clips}, mesh)
-    assert len(batch["video"].sharding.device_set) == 4
-    four, four_metrics = steps.make_train_step()(distributed.replicate(state, mesh), batch)
-    assert_trees_close(one, four, rtol=2e-5, atol=1e-7)
-    assert {k: float(v) for k, v in four_metrics.items()} == pytest.approx(
-        {k: float(v) for k, v in one_metrics.items()}, rel=1e-5)
+    assert_sharded_step_equals_one_device(cfg, clips)
 
 
 def test_clips_too_short_and_image_data_are_clear(tmp_path):

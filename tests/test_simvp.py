@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 from flax import nnx
 from interrupt import interrupt_at_step
-from test_frames_train import _clips, _steps
-from trees import assert_trees_close, assert_trees_equal
+from test_frames_train import _clips, _steps, assert_sharded_step_equals_one_device
+from trees import assert_trees_equal
 from typer.testing import CliRunner
 
 from realsys_cli.cli import app
@@ -367,19 +367,8 @@ def test_step_sharded_over_4_devices_equals_one_device():
     """SimVP's step, data parallel over 4 devices (batch of 8 clips, state replicated), equals
     the one-device step within float tolerance (GroupNorm per clip, losses averaged over the
     global batch). The discriminator's part is the ConvLSTM's test's (test_frames_train)."""
-    from realsys_cli.training import distributed
 
     assert jax.device_count() == 4
     cfg = _cfg(schedule="onecycle")
     clips = _clips()
-    steps, state = _steps(cfg)
-    one, one_metrics = steps.make_train_step()(jax.device_put(state, jax.devices()[0]),
-                                               {"video": clips})
-    steps, state = _steps(cfg)  # afresh: the step donates its input
-    mesh = distributed.data_mesh()
-    batch = distributed.shard_batch({"video": clips}, mesh)
-    assert len(batch["video"].sharding.device_set) == 4
-    four, four_metrics = steps.make_train_step()(distributed.replicate(state, mesh), batch)
-    assert_trees_close(one, four, rtol=2e-5, atol=1e-7)
-    assert {k: float(v) for k, v in four_metrics.items()} == pytest.approx(
-        {k: float(v) for k, v in one_metrics.items()}, rel=1e-5)
+    assert_sharded_step_equals_one_device(cfg, clips)
