@@ -168,6 +168,8 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path):
         train_and_evaluate(_cfg(hidden_channels=(4,)), tmp_path / "resumed")
 
 
+# slow (about 30 s): the plain exact-resume test above stays in the default suite
+@pytest.mark.slow
 def test_resume_is_exact_with_scheduled_sampling_and_adversarial(tmp_path):
     """Scheduled sampling (truth fed with probability 1 -> 0 over 6 of the 8 steps: at step 3
     half of the future frames come from the truth, drawn from the state's key and step) and

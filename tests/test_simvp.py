@@ -363,6 +363,8 @@ def test_trained_run_makes_a_movie_of_the_length_asked(resumed_runs, tmp_path):
     assert describe_run(root / "straight")["model"] == "simvp"
 
 
+# slow (about 26 s, SimVP compiles twice): the ConvLSTM's twin stays in the default suite
+@pytest.mark.slow
 def test_step_sharded_over_4_devices_equals_one_device():
     """SimVP's step, data parallel over 4 devices (batch of 8 clips, state replicated), equals
     the one-device step within float tolerance (GroupNorm per clip, losses averaged over the
