@@ -26,6 +26,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 ONECYCLE = ["optimizer=adam", "learning_rate=1e-3", "schedule=onecycle", "grad_clip_norm=0"]
 SIMVP_SPEED = 0.848 / 0.751
+# the conv translator's step against gSTA's: 1.44x, the median of 4 interleaved rounds of the
+# whole model's forward and backward pass in one process (B = 16; 1.77, 1.29, 1.35, 1.53)
+SIMVP_CONV_SPEED = SIMVP_SPEED * 1.44
 # name -> (--set items, speed per step relative to the ConvLSTM's, what it is)
 ROWS: dict[str, tuple[list[str], float, str]] = {
     "convlstm": ([], 1.0, "ConvLSTM, predict-frames' defaults (Adam 2e-3, cosine, clip 1)"),
@@ -35,6 +38,8 @@ ROWS: dict[str, tuple[list[str], float, str]] = {
               "SimVP gSTA, predict-frames' defaults (Adam 2e-3, cosine, clip 1)"),
     "simvp_onecycle": (["model=simvp", "observed_loss_weight=0"] + ONECYCLE, SIMVP_SPEED,
                        "SimVP gSTA, OpenSTL's one-cycle (configs/simvp_moving_digits.toml)"),
+    "simvp_conv": (["model=simvp", "observed_loss_weight=0", "simvp_translator=conv"],
+                   SIMVP_CONV_SPEED, "SimVP, dense-conv translator, predict-frames' defaults"),
     "simvp_lr4e3": (["model=simvp", "observed_loss_weight=0", "learning_rate=4e-3"],
                     SIMVP_SPEED, "SimVP gSTA, Adam 4e-3, cosine, clip 1"),
     # OpenSTL's reverse scheduled sampling is the PredRNN family's; its plain schedule (true

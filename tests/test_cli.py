@@ -415,8 +415,10 @@ def _expected_config(name: str, options: dict):
 
         return resolve_train_config(config_file=None, options=options, set_items=None)
     if name == "train-gan":
-        from realsys_cli.gan.config import GanConfig as cls
-    elif name == "predict-frames":
+        from realsys_cli.gan.recipes import resolve_gan_config
+
+        return resolve_gan_config(config_file=None, options=options, set_items=None)
+    if name == "predict-frames":
         from realsys_cli.frames.config import FramesConfig as cls
     else:
         from realsys_cli.fool.config import FoolConfig as cls
@@ -461,8 +463,9 @@ def test_print_config_is_toml_that_config_reads_back(runner, tmp_path, name, arg
     again = runner.invoke(app, [name, "--print-config", "--config", "printed.toml"])
     assert again.exit_code == 0, again.output
     reread = tomllib.loads(again.stdout)
-    if name == "train-classifier":  # the recipe field names the file the fields came from
-        assert reread.pop("recipe") == "printed.toml" and printed.pop("recipe") == "alexnet_shapes"
+    picked = {"train-classifier": "alexnet_shapes", "train-gan": "dcgan_digits"}
+    if name in picked:  # the recipe field names the file the fields came from
+        assert reread.pop("recipe") == "printed.toml" and printed.pop("recipe") == picked[name]
     assert reread == printed
     as_json = runner.invoke(app, [name, "--print-config", "--json", *args])
     assert json.loads(_one_line(as_json.stdout)) == json.loads(json.dumps(

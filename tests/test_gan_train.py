@@ -46,7 +46,8 @@ def _restore_logging():
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """One CLI run, judge included (trained first, into WORKDIR/judge), shared below."""
+    """One CLI run, judge included (trained first, into WORKDIR/judge), shared below: the
+    paper's settings (the flag that gives them), which the GanConfigs below start from."""
     saved = _logging_state()
     root = tmp_path_factory.mktemp("gan")
     mp = pytest.MonkeyPatch()
@@ -54,7 +55,7 @@ def trained(tmp_path_factory):
     mp.chdir(root)
     workdir = root / "run"
     result = runner.invoke(app, ["train-gan", "--dataset", TINY, "--epochs", "2", "-b", "32",
-                                 "--latent", "normal", "--set", "width=4",
+                                 "--latent", "normal", "--set", "width=4", "--config", "dcgan_paper",
                                  "--set", "fid_samples=64", "--set", "grid_samples=16",
                                  "--set", "judge_epochs=2", "-w", str(workdir), "--json"])
     _restore(saved)

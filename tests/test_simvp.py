@@ -92,6 +92,32 @@ def test_parameter_count_by_hand():
     assert gating.conv_spatial.kernel.shape == (7, 7, 1, 12) and gating.conv_spatial.dilation == 3
 
 
+def test_conv_translator_parameter_count_shapes_and_dilations():
+    """translator="conv": 1x1 12 -> 8, 3 residual blocks (GroupNorm, 3x3, GroupNorm, 3x3 on
+    8 channels, a layer scale), 1x1 8 -> 12; the encoder and decoder as gSTA's model's."""
+    model = nnx.eval_shape(lambda: _model(translator_blocks=3, translator="conv"))
+    encoder = _convsc(1, 4) + _convsc(4, 4)
+    decoder = _convsc(4, 4, up=True) + _convsc(4, 4) + _conv(1, 4, 1)
+    block = 2 * (8 + 8) + 2 * _conv(3, 8, 8) + 8  # two GroupNorms, two 3x3 convs, the scale
+    translator = _conv(1, 12, 8) + 3 * block + _conv(1, 8, 12)
+    assert count_params(model) == encoder + translator + decoder == 4_801
+    assert [b.conv1.kernel_dilation for b in model.translator.blocks] == [1, 2, 1]
+    x = jnp.zeros((2, 3, 16, 16, 1))
+    assert nnx.eval_shape(lambda: _model(translator="conv")(x, 7)).shape == (2, 7, 16, 16, 1)
+    with pytest.raises(ValueError, match="translator must be one of gsta, conv"):
+        _model(translator="mlp")
+
+
+def test_conv_translator_is_causal_and_per_clip():
+    model = _model(translator="conv")
+    observed = jax.random.uniform(jax.random.key(2), (3, 3, 16, 16, 1))
+    run = nnx.jit(lambda m, x: m(x, 3))
+    base = np.asarray(run(model, observed))
+    assert np.abs(np.asarray(run(model, observed.at[:, 0].add(0.5))) - base).max() > 1e-6
+    alone = np.asarray(run(model, observed[1:2]))
+    np.testing.assert_allclose(alone[0], base[1], rtol=1e-5, atol=1e-6)
+
+
 def test_shapes_of_every_stage_and_of_any_horizon():
     """Shapes traced, not computed (nnx.eval_shape: nothing is drawn or compiled)."""
     def shapes(f, **kw):

@@ -19,19 +19,15 @@ picking off. The choice is logged and kept in the config's `recipe` field (and t
 from __future__ import annotations
 
 import dataclasses
-import logging
-import re
 import statistics
 from pathlib import Path
 from typing import Any
 
 from PIL import Image
 
-from realsys_cli import config as config_lib
 from realsys_cli.classifier.config import ClassifierConfig
 from realsys_cli.data.folder import IMAGE_EXTENSIONS
-
-log = logging.getLogger("realsys")
+from realsys_cli.recipes import Pick, dataset_base, explicit_fields, resolve_with_recipe
 
 BY_DATASET = {
     "imagenette": "alexnet_imagenette",
@@ -47,16 +43,9 @@ LARGE_SIDE = 160  # px: from this on, photographs for the 224-px AlexNet
 GREY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
 
 
-@dataclasses.dataclass(frozen=True)
-class Pick:
-    recipe: str  # a packaged recipe's name
-    reason: str  # what picked it, for the log line
-
-
 def recipe_for_dataset(name: str) -> str | None:
     """`imagenette/320px-v2` -> alexnet_imagenette; a name the table lacks -> None."""
-    base = re.split(r"[/:]", name.strip().lower(), maxsplit=1)[0]
-    return BY_DATASET.get(base)
+    return BY_DATASET.get(dataset_base(name))
 
 
 def folder_image_sizes(root: str | Path, sample: int = 32) -> list[tuple[int, int, str]]:
@@ -110,28 +99,20 @@ def resolve_train_config(
     set_items: list[str] | None,
 ) -> ClassifierConfig:
     """train-classifier's config: the picked (or given) recipe < options < --set."""
-    explicit = {k: v for k, v in options.items() if v is not None}
-    explicit.update(config_lib.parse_set_options(set_items))
-    dataset, data_dir = explicit.get("dataset"), explicit.get("data_dir")
-    if data_dir in ("", "none", "None", "null"):
-        data_dir = None
-    pick = None
-    if config_file is None and "model" not in explicit:
-        pick = pick_recipe(dataset, data_dir)
-        if pick is not None:
-            config_file = config_lib.recipe_path(pick.recipe)
-            log.info("recipe: %s (configs/%s.toml), picked by %s; --model or --config to "
-                     "choose another", pick.recipe, pick.recipe, pick.reason)
-        else:
-            log.info("recipe: none for dataset %s (realsys's defaults: %s); --model or "
-                     "--config to choose one", dataset, ClassifierConfig().model)
-    cfg = config_lib.resolve_config(ClassifierConfig, config_file=config_file,
-                                    options=options, set_items=set_items)
-    changes: dict[str, Any] = {}
-    if config_file is not None:
-        changes["recipe"] = config_lib.recipe_label(config_file)
-    if data_dir is not None and dataset is None:
+    def pick(explicit: dict[str, Any]) -> Pick | None:
+        return pick_recipe(explicit.get("dataset"), _folder(explicit))
+
+    cfg = resolve_with_recipe(ClassifierConfig, config_file=config_file, options=options,
+                              set_items=set_items, pick=pick, choosers=("model",))
+    data_dir = _folder(explicit_fields(options, set_items))
+    if data_dir is not None and explicit_fields(options, set_items).get("dataset") is None:
         # The dataset field is only a label for a folder: name the folder, not the recipe's
         # dataset (it names the workdir: runs/train-classifier-<label>-<model>-<time>).
-        changes["dataset"] = Path(data_dir).expanduser().resolve().name or "folder"
-    return dataclasses.replace(cfg, **changes)
+        label = Path(data_dir).expanduser().resolve().name or "folder"
+        cfg = dataclasses.replace(cfg, dataset=label)
+    return cfg
+
+
+def _folder(explicit: dict[str, Any]) -> str | None:
+    data_dir = explicit.get("data_dir")
+    return None if data_dir in ("", "none", "None", "null") else data_dir

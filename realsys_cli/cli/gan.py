@@ -26,10 +26,11 @@ def train_gan(
         "--data-dir. Images of 28, 32 or 64 px (--set image_size=... resizes).")] = None,
     steps: opt.StepsOpt = None,
     epochs: Annotated[int | None, typer.Option(
-        "--epochs", "-e", min=1, help="Epochs to train (default 5).")] = None,
+        "--epochs", "-e", min=1, help="Epochs to train (default: the recipe's).")] = None,
     batch_size: opt.BatchSizeOpt = None,
     learning_rate: Annotated[float | None, typer.Option(
-        "--lr", help="Adam learning rate of both nets (paper: 2e-4).")] = None,
+        "--lr", help="Adam learning rate of D, and of G unless the recipe gives G its own (paper: "
+        "2e-4 for both).")] = None,
     latent_dim: Annotated[int | None, typer.Option(
         "--latent-dim", min=1, help="Numbers in z (paper: 100).")] = None,
     latent: Annotated[str | None, typer.Option(
@@ -41,17 +42,18 @@ def train_gan(
     from realsys_cli.xla_flags import use_training_flags
 
     use_training_flags()
-    from realsys_cli.config import resolve_config
-    from realsys_cli.gan.config import GanConfig
+    from realsys_cli import console
+    from realsys_cli.gan.recipes import resolve_gan_config
 
-    cfg = resolve_config(
-        GanConfig, config_file=common.config, set_items=common.set_,
-        options={"dataset": dataset, "max_steps": steps, "num_epochs": epochs,
-                 "batch_size": batch_size, "learning_rate": learning_rate,
-                 "latent_dim": latent_dim, "latent_distribution": latent, "seed": common.seed,
-                 "judge": opt.path_or_none(judge), "data_dir": opt.path_or_none(common.data_dir),
-                 "tfds_data_dir": opt.path_or_none(common.tfds_data_dir)},
-    )
+    with console.held_back():  # the recipe line: not before a bad input's error
+        cfg = resolve_gan_config(
+            config_file=common.config, set_items=common.set_,
+            options={"dataset": dataset, "max_steps": steps, "num_epochs": epochs,
+                     "batch_size": batch_size, "learning_rate": learning_rate,
+                     "latent_dim": latent_dim, "latent_distribution": latent,
+                     "seed": common.seed, "judge": opt.path_or_none(judge),
+                     "data_dir": opt.path_or_none(common.data_dir),
+                     "tfds_data_dir": opt.path_or_none(common.tfds_data_dir)})
     train_or_print(cfg, common, command="train-gan", workdir_parts=(cfg.dataset,),
                    train=lambda: import_module("realsys_cli.gan.train").train_and_evaluate)
 

@@ -39,7 +39,9 @@ class FramesConfig:
     simvp_hid_s: int = 8  # channels of the per-frame encoder and decoder (hid_S: 64); even
     simvp_hid_t: int = 128  # channels of the translator's inner blocks (hid_T: 512)
     simvp_n_s: int = 4  # encoder and decoder blocks, every second strided (N_S: 4, 64 -> 16 px)
-    simvp_n_t: int = 3  # gSTA blocks of the translator, at least 2 (N_T: 8)
+    simvp_translator: Literal["gsta", "conv"] = "gsta"  # gSTA blocks (SimVP v2), or residual
+    #   blocks of dense 3x3 convolutions, which XLA:CPU runs about 4x faster (models/simvp.py)
+    simvp_n_t: int = 3  # translator blocks, at least 2 (N_T: 8)
     simvp_kernel: int = 3  # of the encoder and decoder convolutions (spatio_kernel_enc/dec: 3)
     simvp_attention_kernel: int = 21  # gSTA's large kernel, made of 5x5 + 7x7 dilated 3 (21)
     simvp_mlp_ratio: float = 4.0  # the gSTA MLP's hidden width over its input width (8)

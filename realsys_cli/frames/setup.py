@@ -59,7 +59,8 @@ def make_model(cfg: FramesConfig, channels: int) -> ConvLSTMPredictor | SimVP:
                      hid_t=cfg.simvp_hid_t, spatial_blocks=cfg.simvp_n_s,
                      translator_blocks=cfg.simvp_n_t, kernel=cfg.simvp_kernel,
                      attention_kernel=cfg.simvp_attention_kernel,
-                     mlp_ratio=cfg.simvp_mlp_ratio, skip=cfg.simvp_skip, rngs=rngs)
+                     mlp_ratio=cfg.simvp_mlp_ratio, skip=cfg.simvp_skip,
+                     translator=cfg.simvp_translator, rngs=rngs)
     return ConvLSTMPredictor(channels=channels, hidden=tuple(cfg.hidden_channels),
                              kernel=cfg.kernel_size, patch_size=cfg.patch_size,
                              shared_weights=cfg.shared_weights, rngs=rngs)

@@ -4,6 +4,8 @@ Defaults are DCGAN's (Radford et al. 2015, section 3): batch 128, Adam lr 2e-4 w
 uniform z of 100 numbers, weights N(0, 0.02), images scaled to [-1, 1]. Every change beyond the
 paper is off by default: the stabilisers measured since (spectral norm, the hinge loss,
 DiffAugment, a moving average of G, separate Adam settings for G) and the older tricks.
+`realsys train-gan` starts from the recipe its dataset picks (gan/recipes.py: digits ->
+configs/dcgan_digits.toml, the best measured), and from these defaults where none is known.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from realsys_cli.config import check_fields
 class GanConfig:
     # --- data
     dataset: str = "digits"  # built-in, TFDS name, or a label for --data-dir
+    recipe: str = ""  # the recipe the fields started from (train-gan names it); info only
     data_dir: str | None = None  # a local folder ROOT/{train,val}/<class>/*.jpg
     tfds_data_dir: str | None = None
     image_size: int = 0  # 28, 32 or 64 px; 0 = the dataset's side (resized to it otherwise)
@@ -136,7 +139,7 @@ def diffaugment_policy(text: str) -> tuple[str, ...]:
 
 
 # Fields that may differ when a run is resumed: they do not change what was trained so far.
-RESUMABLE_CHANGES = {"num_epochs", "max_steps", "log_every_steps", "tfds_data_dir", "data_dir",
+RESUMABLE_CHANGES = {"recipe", "num_epochs", "max_steps", "log_every_steps", "tfds_data_dir", "data_dir",
                      "checkpoints_to_keep", "fid_samples", "fid_every_epochs", "judge",
                      "judge_model", "judge_epochs", "grid_samples", "checkpoint_every_steps",
                      "checkpoint_every_minutes"}

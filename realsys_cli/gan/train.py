@@ -203,6 +203,7 @@ def train_and_evaluate(cfg: GanConfig, workdir: str | Path, *,
                        cluster: ClusterSpec = ClusterSpec(),
                        progress: Progress = SILENT) -> dict[str, Any]:
     # ---------------------------------------------------------------------- input pipeline
+    t_start = time.perf_counter()
     workdir = Path(workdir)
     local_batch, dataset = join_and_open(cluster, cfg.batch_size, lambda: open_dataset(
         cfg.dataset, data_dir=cfg.data_dir, tfds_dir=cfg.tfds_data_dir))
@@ -272,6 +273,7 @@ def train_and_evaluate(cfg: GanConfig, workdir: str | Path, *,
                         fid_untrained=fid_untrained)
         summary = {
             "dataset": dataset.name,
+            "recipe": cfg.recipe or None,
             "image_size": facts.image_size,
             "channels": facts.channels,
             "latent_dim": cfg.latent_dim,
@@ -296,6 +298,8 @@ def train_and_evaluate(cfg: GanConfig, workdir: str | Path, *,
             "judge": judge.describe(),
             "judge_seconds": round(judge_seconds, 2),
             "train_seconds": round(result.train_seconds, 2),
+            # all of this run: the data, the judge, the FID meter, training and the report
+            "seconds": round(time.perf_counter() - t_start, 2),
             "steps_per_second": round(result.steady_images_per_second, 3),
             "samples": str(job.last_grid) if job.last_grid else None,
             "devices": jax.device_count(),

@@ -273,8 +273,56 @@ class Translator(nnx.Module):
         return x if self.reduce_out is None else self.reduce_out(x)  # (B, h, w, cout)
 
 
+class ResidualConvBlock(nnx.Module):
+    """x + s * conv3x3(GELU(norm(conv3x3_dilated(GELU(norm(x)))))): a pre-norm residual block
+    of two dense 3x3 convolutions, the first dilated (1 or 2: the translator alternates, so
+    that 3 blocks see 19 latent cells, 76 px), with a per-channel layer scale from 0.01 as
+    gSTA's. (B, h, w, d) -> (B, h, w, d)."""
+
+    def __init__(self, dim: int, dilation: int, *, rngs: nnx.Rngs) -> None:
+        self.norm1 = nnx.GroupNorm(dim, num_groups=1, epsilon=1e-5, rngs=rngs)
+        self.conv1 = nnx.Conv(dim, dim, (3, 3), padding="SAME", kernel_dilation=dilation,
+                              kernel_init=_fan_out_normal(3, dim), rngs=rngs)
+        self.norm2 = nnx.GroupNorm(dim, num_groups=1, epsilon=1e-5, rngs=rngs)
+        self.conv2 = nnx.Conv(dim, dim, (3, 3), padding="SAME",
+                              kernel_init=_fan_out_normal(3, dim), rngs=rngs)
+        self.layer_scale = nnx.Param(jnp.full((dim,), 1e-2, jnp.float32))
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        y = self.conv1(jax.nn.gelu(self.norm1(x), approximate=False))
+        y = self.conv2(jax.nn.gelu(self.norm2(y), approximate=False))
+        return x + self.layer_scale[...] * y
+
+
+class ConvTranslator(nnx.Module):
+    """A translator of dense convolutions (`translator="conv"`): a 1x1 from cin to hid, N
+    residual blocks of two 3x3 convolutions on hid channels, a 1x1 to cout.
+    (B, h, w, cin) -> (B, h, w, cout).
+
+    Why beside gSTA: on XLA:CPU a depthwise convolution runs far below a dense one's FLOP
+    rate (gSTA's 5x5 depthwise on (16, 16, 16, 128) took 40 ms forward, a dense 3x3 128 -> 128
+    on the same tensor, 18x the FLOPs, about as long), so at hid 128 and 3 blocks this
+    translator's train step costs about a quarter of gSTA's (docs/frames.md)."""
+
+    def __init__(self, cin: int, hid: int, cout: int, blocks: int, *, rngs: nnx.Rngs) -> None:
+        self.reduce_in = nnx.Conv(cin, hid, (1, 1), rngs=rngs)
+        self.blocks = nnx.List([ResidualConvBlock(hid, 1 + i % 2, rngs=rngs)
+                                for i in range(blocks)])
+        self.reduce_out = nnx.Conv(hid, cout, (1, 1), rngs=rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x = self.reduce_in(x)  # (B, h, w, hid)
+        for block in self.blocks:
+            x = block(x)
+        return self.reduce_out(x)  # (B, h, w, cout)
+
+
+TRANSLATORS = ("gsta", "conv")
+
+
 class SimVP(nnx.Module):
-    """Encoder -> gSTA translator -> decoder; all `future_frames` frames in one pass.
+    """Encoder -> translator (gSTA, or `translator="conv"`) -> decoder; all `future_frames`
+    frames in one pass.
 
         model = SimVP(channels=1, input_frames=10, future_frames=10, rngs=nnx.Rngs(0))
         logits = model(observed, horizon=10)   # (B, 10, H, W, C); sigmoid(logits) = the frames
@@ -288,7 +336,10 @@ class SimVP(nnx.Module):
                  hid_s: int = 8, hid_t: int = 128, spatial_blocks: int = 4,
                  translator_blocks: int = 3, kernel: int = 3, attention_kernel: int = 21,
                  mlp_ratio: float = 4.0, skip: str = "each", output_bias: float = -3.0,
-                 rngs: nnx.Rngs) -> None:
+                 translator: str = "gsta", rngs: nnx.Rngs) -> None:
+        if translator not in TRANSLATORS:
+            raise ValueError(f"translator must be one of {', '.join(TRANSLATORS)}, got "
+                             f"{translator!r}")
         if skip not in SKIPS:
             raise ValueError(f"skip must be one of {', '.join(SKIPS)}, got {skip!r}")
         if skip == "each" and future_frames != input_frames:
@@ -296,8 +347,11 @@ class SimVP(nnx.Module):
                              "needs as many future frames as observed ones (or skip='last')")
         self.input_frames, self.future_frames, self.skip = input_frames, future_frames, skip
         self.encoder = Encoder(channels, hid_s, spatial_blocks, kernel, rngs=rngs)
-        self.translator = Translator(input_frames * hid_s, hid_t, future_frames * hid_s,
-                                     translator_blocks, attention_kernel, mlp_ratio, rngs=rngs)
+        cin, cout = input_frames * hid_s, future_frames * hid_s
+        self.translator = (
+            Translator(cin, hid_t, cout, translator_blocks, attention_kernel, mlp_ratio,
+                       rngs=rngs) if translator == "gsta"
+            else ConvTranslator(cin, hid_t, cout, translator_blocks, rngs=rngs))
         self.decoder = Decoder(hid_s, channels, spatial_blocks, kernel, output_bias=output_bias,
                                rngs=rngs)
 
