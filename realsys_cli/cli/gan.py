@@ -38,7 +38,9 @@ def train_gan(
     judge: JudgeOpt = None,
     common: TrainerArgs,
 ) -> None:
-    """Train a DCGAN; report FID, its real-vs-real floor and class coverage at the end."""
+    """Train a DCGAN; report FID, its real-vs-real floor and class coverage at the end. The
+    dataset picks the recipe (digits, mnist: configs/dcgan_digits.toml; shapes: dcgan_shapes)
+    unless --config says; --config dcgan_paper is the paper's settings."""
     from realsys_cli.xla_flags import use_training_flags
 
     use_training_flags()
