@@ -44,6 +44,12 @@ def explicit_fields(options: dict[str, Any], set_items: list[str] | None) -> dic
     return explicit
 
 
+def given_folder(explicit: dict[str, Any]) -> str | None:
+    """The --data-dir the command line gives, or None (not given, or given as a null)."""
+    data_dir = explicit.get("data_dir")
+    return None if data_dir in ("", "none", "None", "null") else data_dir
+
+
 def resolve_with_recipe(
     cls: type[C],
     *,
@@ -58,15 +64,14 @@ def resolve_with_recipe(
     explicit = explicit_fields(options, set_items)
     if config_file is None and not set(choosers) & explicit.keys():
         chosen = pick(explicit)
+        ways = " or ".join([*(f"--{c}" for c in choosers), "--config"])
         if chosen is not None:
             config_file = config_lib.recipe_path(chosen.recipe)
             log.info("recipe: %s (configs/%s.toml), picked by %s; %s to choose another",
-                     chosen.recipe, chosen.recipe, chosen.reason,
-                     " or ".join([*(f"--{c}" for c in choosers), "--config"]))
+                     chosen.recipe, chosen.recipe, chosen.reason, ways)
         else:
             log.info("recipe: none for dataset %s (realsys's defaults); %s to choose one",
-                     explicit.get("dataset"),
-                     " or ".join([*(f"--{c}" for c in choosers), "--config"]))
+                     explicit.get("dataset"), ways)
     cfg = config_lib.resolve_config(cls, config_file=config_file, options=options,
                                     set_items=set_items)
     if config_file is not None:

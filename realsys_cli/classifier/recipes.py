@@ -27,7 +27,13 @@ from PIL import Image
 
 from realsys_cli.classifier.config import ClassifierConfig
 from realsys_cli.data.folder import IMAGE_EXTENSIONS
-from realsys_cli.recipes import Pick, dataset_base, explicit_fields, resolve_with_recipe
+from realsys_cli.recipes import (
+    Pick,
+    dataset_base,
+    explicit_fields,
+    given_folder,
+    resolve_with_recipe,
+)
 
 BY_DATASET = {
     "imagenette": "alexnet_imagenette",
@@ -100,19 +106,15 @@ def resolve_train_config(
 ) -> ClassifierConfig:
     """train-classifier's config: the picked (or given) recipe < options < --set."""
     def pick(explicit: dict[str, Any]) -> Pick | None:
-        return pick_recipe(explicit.get("dataset"), _folder(explicit))
+        return pick_recipe(explicit.get("dataset"), given_folder(explicit))
 
     cfg = resolve_with_recipe(ClassifierConfig, config_file=config_file, options=options,
                               set_items=set_items, pick=pick, choosers=("model",))
-    data_dir = _folder(explicit_fields(options, set_items))
-    if data_dir is not None and explicit_fields(options, set_items).get("dataset") is None:
+    explicit = explicit_fields(options, set_items)
+    data_dir = given_folder(explicit)
+    if data_dir is not None and explicit.get("dataset") is None:
         # The dataset field is only a label for a folder: name the folder, not the recipe's
         # dataset (it names the workdir: runs/train-classifier-<label>-<model>-<time>).
         label = Path(data_dir).expanduser().resolve().name or "folder"
         cfg = dataclasses.replace(cfg, dataset=label)
     return cfg
-
-
-def _folder(explicit: dict[str, Any]) -> str | None:
-    data_dir = explicit.get("data_dir")
-    return None if data_dir in ("", "none", "None", "null") else data_dir

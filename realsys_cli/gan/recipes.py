@@ -3,8 +3,8 @@
   digits[/...], mnist     dcgan_digits    32 px, width 32: the best measured (README, train-gan)
   shapes[/...]            dcgan_shapes    64 px, width 32, 50 epochs
 
-Any other dataset, and a --data-dir folder, starts from GanConfig's defaults, the paper's settings (configs/dcgan_paper.toml
-writes them out). Command-line options and --set still override the picked recipe's fields.
+Any other dataset, and a --data-dir folder, starts from GanConfig's defaults, the paper's
+settings (configs/dcgan_paper.toml writes them out). Command-line options and --set still override the picked recipe's fields.
 """
 
 from __future__ import annotations
@@ -13,14 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from realsys_cli.gan.config import GanConfig
-from realsys_cli.recipes import Pick, dataset_base, resolve_with_recipe
+from realsys_cli.recipes import Pick, dataset_base, given_folder, resolve_with_recipe
 
 BY_DATASET = {"digits": "dcgan_digits", "mnist": "dcgan_digits", "shapes": "dcgan_shapes"}
 
 
 def pick_recipe(explicit: dict[str, Any]) -> Pick | None:
     dataset = explicit.get("dataset")
-    if dataset is None and explicit.get("data_dir") not in (None, "", "none", "None", "null"):
+    if dataset is None and given_folder(explicit) is not None:
         return None  # a folder of the user's images: the paper's settings, at their size
     if dataset is None:
         default = GanConfig().dataset
