@@ -5,7 +5,7 @@
 
 Every row is a real `realsys predict-frames` run (the command is printed) scored on the 1,000
 test clips, 10 frames in and 10 out. "Equal wall time": the ConvLSTM trains `--steps` steps (625
-= its default, one epoch; 1600 = its 17-minute recipe) and a row whose step costs less trains
+= one epoch, the default's budget; 1600 = the 17-minute one) and a row whose step costs less trains
 more, `--steps` x its speed relative to the ConvLSTM's step (ROWS' `speed`: the steady steps/s
 of 120-step runs of each model, run one after the other on an otherwise idle machine:
 SimVP 0.848, ConvLSTM 0.751, 2026-12-01). The runs are deterministic, so their scores do not
@@ -31,21 +31,22 @@ SIMVP_SPEED = 0.848 / 0.751
 SIMVP_CONV_SPEED = SIMVP_SPEED * 1.44
 # name -> (--set items, speed per step relative to the ConvLSTM's, what it is)
 ROWS: dict[str, tuple[list[str], float, str]] = {
-    "convlstm": ([], 1.0, "ConvLSTM, predict-frames' defaults (Adam 2e-3, cosine, clip 1)"),
-    "convlstm_onecycle": (ONECYCLE + ["warmup_steps=0"], 1.0,
+    "convlstm": (["model=convlstm"], 1.0,
+                 "ConvLSTM, its recipe (Adam 2e-3, cosine, clip 1; --model convlstm)"),
+    "convlstm_onecycle": (["model=convlstm", *ONECYCLE, "warmup_steps=0"], 1.0,
                           "ConvLSTM, OpenSTL's one-cycle (Adam 1e-3, no clip)"),
     "simvp": (["model=simvp", "observed_loss_weight=0"], SIMVP_SPEED,
-              "SimVP gSTA, predict-frames' defaults (Adam 2e-3, cosine, clip 1)"),
+              "SimVP gSTA, predict-frames' default (Adam 2e-3, cosine, clip 1)"),
     "simvp_onecycle": (["model=simvp", "observed_loss_weight=0"] + ONECYCLE, SIMVP_SPEED,
-                       "SimVP gSTA, OpenSTL's one-cycle (configs/simvp_moving_digits.toml)"),
+                       "SimVP gSTA, OpenSTL's one-cycle (configs/simvp_openstl.toml)"),
     "simvp_conv": (["model=simvp", "observed_loss_weight=0", "simvp_translator=conv"],
-                   SIMVP_CONV_SPEED, "SimVP, dense-conv translator, predict-frames' defaults"),
+                   SIMVP_CONV_SPEED, "SimVP, dense-conv translator, predict-frames' default otherwise"),
     "simvp_lr4e3": (["model=simvp", "observed_loss_weight=0", "learning_rate=4e-3"],
                     SIMVP_SPEED, "SimVP gSTA, Adam 4e-3, cosine, clip 1"),
     # OpenSTL's reverse scheduled sampling is the PredRNN family's; its plain schedule (true
     # frames fed to the forecaster with a probability falling 1 -> 0) over the first half
-    "convlstm_ss": (["scheduled_sampling_steps={half}"], 1.0,
-                    "ConvLSTM defaults + scheduled sampling over the first half"),
+    "convlstm_ss": (["model=convlstm", "scheduled_sampling_steps={half}"], 1.0,
+                    "ConvLSTM recipe + scheduled sampling over the first half"),
 }
 
 

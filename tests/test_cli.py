@@ -419,10 +419,12 @@ def _expected_config(name: str, options: dict):
 
         return resolve_gan_config(config_file=None, options=options, set_items=None)
     if name == "predict-frames":
-        from realsys_cli.frames.config import FramesConfig as cls
-    else:
-        from realsys_cli.fool.config import FoolConfig as cls
-    return resolve_config(cls, options=options)
+        from realsys_cli.frames.recipes import resolve_frames_config
+
+        return resolve_frames_config(config_file=None, options=options, set_items=None)
+    from realsys_cli.fool.config import FoolConfig
+
+    return resolve_config(FoolConfig, options=options)
 
 
 PRINTED = [
@@ -463,7 +465,8 @@ def test_print_config_is_toml_that_config_reads_back(runner, tmp_path, name, arg
     again = runner.invoke(app, [name, "--print-config", "--config", "printed.toml"])
     assert again.exit_code == 0, again.output
     reread = tomllib.loads(again.stdout)
-    picked = {"train-classifier": "alexnet_shapes", "train-gan": "dcgan_digits"}
+    picked = {"train-classifier": "alexnet_shapes", "train-gan": "dcgan_digits",
+              "predict-frames": "simvp_moving_digits"}
     if name in picked:  # the recipe field names the file the fields came from
         assert reread.pop("recipe") == "printed.toml" and printed.pop("recipe") == picked[name]
     assert reread == printed

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from realsys_cli.cli import app
 
 TINY = "moving-digits/train=32,test=8,frames=8"
-SMALL = ["--set", "input_frames=3", "--set", "output_frames=2", "--set", "hidden_channels=8",
+SMALL = ["--model", "convlstm", "--set", "input_frames=3", "--set", "output_frames=2", "--set", "hidden_channels=8",
          "--set", "kernel_size=3"]
 runner = CliRunner()
 
@@ -108,6 +108,17 @@ def test_movie_refuses_training_options(trained):
                          "--print-config"), "--print-config only apply to training")
     _one_line_error(_run("predict-frames", "--workdir", str(workdir), "--out", "m.gif"),
                     "add --rollout")
+
+
+def test_a_convlstm_run_resumed_without_its_model_names_the_difference(trained):
+    """A ConvLSTM run (the default before SimVP) given back without --model convlstm: the
+    default SimVP recipe differs, and the one-line error says in which fields."""
+    workdir, _, _ = trained
+    without_model = [a for a in SMALL if a not in ("--model", "convlstm")]
+    without_model += ["--set", "simvp_skip=last"]  # SimVP's skip needs 3 -> 3 frames otherwise
+    result = _run("predict-frames", "--dataset", TINY, "--steps", "4", "--batch-size", "8",
+                  *without_model, "--workdir", str(workdir))
+    _one_line_error(result, "model ('convlstm' -> 'simvp')")
 
 
 def test_recipe_file_is_the_documented_default():

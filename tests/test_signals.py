@@ -384,7 +384,7 @@ def test_after_the_loop_of_the_other_trainers(tmp_path, tfds, trainer):
     command = {
         "predict-frames": ["-q", "predict-frames", "--dataset",
                            "moving-digits/train=16,test=8,frames=8", "--steps", "2", "-b", "8",
-                           "--set", "input_frames=3", "--set", "output_frames=2",
+                           "--model", "convlstm", "--set", "input_frames=3", "--set", "output_frames=2",
                            "--set", "hidden_channels=8", "--set", "kernel_size=3"],
         "train-gan": ["-q", "train-gan", "--dataset", TINY, "--steps", "2", "-b", "32",
                       "--set", "width=4", "--set", "fid_samples=32", "--set", "grid_samples=4"],

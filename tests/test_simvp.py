@@ -281,11 +281,13 @@ def test_model_option_and_recipe():
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["model"] == "simvp"
     assert runner.invoke(app, ["predict-frames", "--model", "gru"]).exit_code == 2
-    recipe = Path(__file__).parents[1] / "configs" / "simvp_moving_digits.toml"
-    cfg = resolve_config(FramesConfig, config_file=recipe)
-    assert cfg.model == "simvp" and cfg.schedule == "onecycle"
-    # the recipe's model is the default one (README and docs/frames.md quote its size)
-    for made in (cfg, FramesConfig(model="simvp")):
+    configs = Path(__file__).parents[1] / "configs"
+    openstl = resolve_config(FramesConfig, config_file=configs / "simvp_openstl.toml")
+    assert openstl.model == "simvp" and openstl.schedule == "onecycle"
+    default = resolve_config(FramesConfig, config_file=configs / "simvp_moving_digits.toml")
+    assert default.model == "simvp" and default.schedule == "cosine"
+    # the recipes' model is FramesConfig's SimVP (README and docs/frames.md quote its size)
+    for made in (openstl, default, FramesConfig(model="simvp")):
         assert count_params(nnx.eval_shape(lambda c=made: setup.make_model(c, 1))) == 542_529
 
 

@@ -44,7 +44,7 @@ COMMANDS = {
                   "--set", "grid_samples=16", "--set", "judge_epochs=1", *EVERY],
     # 3 epochs of 4 steps
     "predict-frames": ["predict-frames", "--dataset", "moving-digits/train=32,test=8,frames=8",
-                       "--epochs", "3", "-b", "8", "--set", "input_frames=3",
+                       "--epochs", "3", "-b", "8", "--model", "convlstm", "--set", "input_frames=3",
                        "--set", "output_frames=2", "--set", "hidden_channels=8",
                        "--set", "kernel_size=3", "--set", "warmup_steps=2", *EVERY],
 }

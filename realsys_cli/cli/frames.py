@@ -11,13 +11,13 @@ import typer
 from realsys_cli.cli import options as opt
 from realsys_cli.cli.trainer import TrainerArgs, train_or_print, trainer_command
 
-HELP = """Next-frame prediction: a ConvLSTM encoder-forecaster (Shi et al. 2015), or SimVP (Gao et al. 2022, --model simvp), continues a movie.
+HELP = """Next-frame prediction: SimVP (Gao et al. 2022, the default), or the ConvLSTM encoder-forecaster of Shi et al. 2015 (--model convlstm), continues a movie.
 
 [bold]Train and score[/] (default: built-in moving-digits, 10 frames in, 10 out; rerun with the same --workdir to resume):
 
   realsys predict-frames --workdir runs/frames --steps 1200
 
-prints MSE per frame (OpenSTL convention), MAE, SSIM and PSNR per horizon t=1..10 next to the copy-last-frame and mean-frame baselines, and writes horizon.png, predictions.png and curves.png into the workdir. --adversarial adds Mathieu et al.'s discriminator. --model simvp trains the recurrence-free SimVP (gSTA translator, all 10 frames at once; recipe: --config simvp_moving_digits) instead of the ConvLSTM.
+prints MSE per frame (OpenSTL convention), MAE, SSIM and PSNR per horizon t=1..10 next to the copy-last-frame and mean-frame baselines, and writes horizon.png, predictions.png and curves.png into the workdir. --adversarial adds Mathieu et al.'s discriminator. The model picks the recipe: SimVP (gSTA translator, all 10 frames at once, one epoch: configs/simvp_moving_digits.toml), or with --model convlstm the ConvLSTM (convlstm_moving_digits); --config simvp_openstl is SimVP as OpenSTL trains it.
 
 [bold]Make the movie[/] of the run in --workdir (no training; the GIF goes into the run unless --out says):
 
@@ -36,8 +36,8 @@ def predict_frames(
         "--dataset", "-d", help="Training: a video dataset, e.g. moving-digits or moving-digits/train=2000. "
         "Movie: where the test clips come from (default: the run's evaluation set).")] = None,
     model: Annotated[Literal["convlstm", "simvp"] | None, typer.Option(
-        "--model", "-m", help="The network: convlstm (default) or simvp (config field "
-        "model).")] = None,
+        "--model", "-m", help="The network, and the recipe it picks: simvp (default) "
+        "or convlstm (config field model).")] = None,
     steps: opt.StepsOpt = None,
     epochs: Annotated[int | None, typer.Option(
         "--epochs", "-e", min=1, help="Epochs to train (default 1).")] = None,
@@ -70,16 +70,16 @@ def predict_frames(
     from realsys_cli.xla_flags import use_training_flags
 
     use_training_flags()
-    from realsys_cli.config import resolve_config
-    from realsys_cli.frames.config import FramesConfig
+    from realsys_cli import console
+    from realsys_cli.frames.recipes import resolve_frames_config
 
-    cfg = resolve_config(
-        FramesConfig, config_file=common.config, set_items=common.set_,
-        options={"dataset": dataset, "model": model, "max_steps": steps, "num_epochs": epochs,
-                 "batch_size": batch_size, "learning_rate": learning_rate, "loss": loss,
-                 "adversarial": adversarial, "seed": common.seed,
-                 "tfds_data_dir": opt.path_or_none(common.tfds_data_dir)},
-    )
+    with console.held_back():  # the recipe line: not before a bad input's error
+        cfg = resolve_frames_config(
+            config_file=common.config, set_items=common.set_,
+            options={"dataset": dataset, "model": model, "max_steps": steps, "num_epochs": epochs,
+                     "batch_size": batch_size, "learning_rate": learning_rate, "loss": loss,
+                     "adversarial": adversarial, "seed": common.seed,
+                     "tfds_data_dir": opt.path_or_none(common.tfds_data_dir)})
     train_or_print(cfg, common, command="predict-frames",
                    workdir_parts=(cfg.dataset, "simvp" if cfg.model == "simvp" else "",
                                   "adversarial" if cfg.adversarial else cfg.loss),

@@ -1,9 +1,10 @@
 """`realsys predict-frames`'s config: every field `--set` can change, with its unit in its name.
 
-The defaults are the recipe measured in docs/frames.md (configs/convlstm_moving_digits.toml):
+The defaults are the ConvLSTM recipe measured in docs/frames.md (configs/convlstm_moving_digits.toml):
 the Moving MNIST protocol (10 frames in, 10 out) on the built-in moving digits. `model` picks the
 network: the ConvLSTM (its fields: hidden_channels .. shared_weights) or SimVP (the simvp_*
-fields; configs/simvp_moving_digits.toml).
+fields). `realsys predict-frames` starts from the recipe its model picks (frames/recipes.py):
+SimVP's configs/simvp_moving_digits.toml unless --model convlstm or --config says otherwise.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ FRAMES_SCHEDULES = tuple(s for s in SCHEDULES if s != "plateau")  # plateau: cla
 
 @dataclasses.dataclass(frozen=True)
 class FramesConfig:
+    recipe: str = ""  # the recipe the fields started from (predict-frames names it); info only
     # --- data
     dataset: str = "moving-digits"  # a video dataset with a train split (built-in moving-digits)
     tfds_data_dir: str | None = None
@@ -138,6 +140,6 @@ class FramesConfig:
 
 
 # Fields that may differ when a run is resumed: they do not change what was trained so far.
-RESUMABLE_CHANGES = {"num_epochs", "max_steps", "log_every_steps", "tfds_data_dir",
+RESUMABLE_CHANGES = {"recipe", "num_epochs", "max_steps", "log_every_steps", "tfds_data_dir",
                      "eval_dataset", "eval_limit", "checkpoints_to_keep", "checkpoint_every_steps",
                      "checkpoint_every_minutes"}
