@@ -26,13 +26,14 @@ def test_no_options_trains_the_simvp_recipe_and_says_so(caplog):
         cfg = _resolve()
     for key, value in read_config_file(recipe_path("simvp_moving_digits")).items():
         assert getattr(cfg, key) == value, key
-    assert (cfg.model, cfg.recipe, cfg.observed_loss_weight, cfg.schedule) == (
-        "simvp", "simvp_moving_digits", 0.0, "cosine")
+    assert (cfg.model, cfg.recipe, cfg.observed_loss_weight, cfg.schedule, cfg.learning_rate) == (
+        "simvp", "simvp_moving_digits", 0.0, "cosine", 4e-3)
     assert ("recipe: simvp_moving_digits (configs/simvp_moving_digits.toml), picked by the "
             "default model, simvp; --config to choose another") in caplog.text
-    # the default SimVP is FramesConfig's SimVP: the recipe only leaves the ConvLSTM's loss out
+    # the default SimVP is FramesConfig's SimVP: the recipe leaves the ConvLSTM's loss out and
+    # doubles the rate, nothing else
     assert cfg == dataclasses.replace(FramesConfig(model="simvp"), observed_loss_weight=0.0,
-                                      recipe="simvp_moving_digits")
+                                      learning_rate=4e-3, recipe="simvp_moving_digits")
 
 
 def test_the_convlstm_is_one_option_away_and_is_the_dataclass_defaults(caplog):
@@ -47,9 +48,9 @@ def test_config_openstl_and_options_beat_the_pick():
     openstl = _resolve(config_file=recipe_path("simvp_openstl"))
     assert (openstl.model, openstl.schedule, openstl.learning_rate, openstl.grad_clip_norm,
             openstl.recipe) == ("simvp", "onecycle", 1e-3, 0.0, "simvp_openstl")
-    cfg = _resolve(max_steps=7, set_items=["simvp_n_t=2", "learning_rate=4e-3"])
+    cfg = _resolve(max_steps=7, learning_rate=1e-3, set_items=["simvp_n_t=2"])
     assert (cfg.max_steps, cfg.simvp_n_t, cfg.learning_rate, cfg.recipe) == (
-        7, 2, 4e-3, "simvp_moving_digits")
+        7, 2, 1e-3, "simvp_moving_digits")
     assert _resolve(dataset="moving-digits/train=64").dataset == "moving-digits/train=64"
 
 
