@@ -30,8 +30,9 @@ Cases (the trainers' default model/recipe for each dataset):
 
   classifier-digits   train-classifier, built-in digits, recipe lenet_digits (the default job)
   classifier-shapes   train-classifier, built-in shapes (64 px), recipe alexnet_shapes
-  gan-digits          train-gan, built-in digits, GanConfig's defaults (no --config)
-  frames              predict-frames, built-in moving-digits, FramesConfig's defaults
+  gan-digits          train-gan, built-in digits, GanConfig's defaults (--config dcgan_paper)
+  frames              predict-frames, built-in moving-digits, FramesConfig's defaults (the
+                      ConvLSTM, --model convlstm; the default SimVP reads the same batches)
   jpeg-224            train-classifier --data-dir on a generated folder of 320x320 JPEGs (2
                       classes x 200), recipe alexnet_imagenette: decode, resize to 256 on the
                       host, random 224 crop + flip (+ PCA noise) in the step; batch 32
@@ -234,7 +235,7 @@ def gan_case(name: str, *, overrides: dict[str, Any] | None = None, steps: int =
 
 def frames_case(name: str, *, overrides: dict[str, Any] | None = None, steps: int = 4) -> Case:
     """predict-frames' step and pipeline with FramesConfig's defaults (`realsys
-    predict-frames`)."""
+    predict-frames --model convlstm`)."""
     from realsys_cli.config import resolve_config
     from realsys_cli.data import pipeline
     from realsys_cli.frames import setup
