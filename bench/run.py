@@ -5,7 +5,7 @@
     .venv/bin/python bench/run.py --workloads classifier --jax-flags both   # flags on vs off
     .venv/bin/python bench/run.py --json                                  # one JSON object
 
-Two kinds of worker speak the same JSON-lines protocol: the peer (bench/peer_torch.py --serve,
+Two kinds of worker speak the same JSON-lines protocol: the peer (bench/peer_torch_simvp.py --serve,
 in its own venv .torchref/) and realsys (bench/jax_worker.py --serve, in .venv/). For
 each workload the driver sets both up (first-call / compile seconds are kept), picks a step count
 per side so that one run takes about --round-seconds, then runs them in alternation, A B A B ...,
@@ -40,9 +40,11 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-PEER = ROOT / "bench" / "peer_torch.py"
+# peer_torch.py (the shared bench's six workloads) with frames_simvp added to its builders
+PEER = ROOT / "bench" / "peer_torch_simvp.py"
 TORCH_PYTHON = ROOT / ".torchref" / "bin" / "python"
-WORKLOADS = ("classifier_small", "classifier", "classifier_eval", "dcgan", "frames", "fool")
+WORKLOADS = ("classifier_small", "classifier", "classifier_eval", "dcgan", "frames",
+             "frames_simvp", "fool")
 # The flag set each workload's command uses (realsys_cli.xla_flags): evaluate and classify the
 # inference flags; the trainers and fool's gradient ascent the training flags.
 USUAL_FLAGS = {"classifier_eval": "inference"}

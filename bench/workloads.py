@@ -18,6 +18,11 @@ parameter counts) run through the code a realsys command runs:
 - frames: the peer's one-cell ConvLSTM (`BenchConvLSTM` below, from models.convlstm's cell: it is
   not predict-frames' encoder-forecaster) trained with BCE and training.optim's Adam under one
   jit with the state donated, batch 16.
+- frames_simvp: `realsys predict-frames`' default step (frames.recipes picks simvp_moving_digits:
+  SimVP gSTA, 542,529 parameters; frames.setup.make_model / make_steps ->
+  FramesSteps.make_train_step): 10 uint8 frames in, MSE on the sigmoid of all 10 future frames,
+  Adam 4e-3 with its warmup-cosine schedule and clipping at 1, batch 16 of 64x64x1 clips. The
+  peer is bench/peer_torch_simvp.py's SimVP, the same layers and parameter count.
 - fool: fool.ascent.make_ascent_step (what `realsys fool` runs) on the classifier workload's
   network (alexnet-small, 64 px, untrained weights: the cost of a step does not depend on them),
   batch 16, one target class. Beyond the peer's step it rounds to the uint8 grid
@@ -45,7 +50,7 @@ from realsys_cli.models.convlstm import ConvLSTMCell
 ROOT = Path(__file__).resolve().parent.parent
 
 BATCH = {"classifier": 128, "classifier_eval": 128, "classifier_small": 128,
-         "dcgan": 64, "frames": 16, "fool": 16}
+         "dcgan": 64, "frames": 16, "frames_simvp": 16, "fool": 16}
 RECIPES = {"classifier": "alexnet_shapes", "classifier_eval": "alexnet_shapes",
            "classifier_small": "lenet_digits"}
 SIDES = {"classifier": (64, 3), "classifier_eval": (64, 3), "classifier_small": (28, 1)}
@@ -198,6 +203,31 @@ def frames_workload() -> StepWorkload:
                         "steps; BCE + training.optim adam")
 
 
+def frames_simvp_workload() -> StepWorkload:
+    from realsys_cli.frames import setup
+    from realsys_cli.frames.recipes import resolve_frames_config
+    from realsys_cli.frames.steps import init_state
+
+    cfg = resolve_frames_config(config_file=None, options={"batch_size": BATCH["frames_simvp"]},
+                                set_items=None)  # what `realsys predict-frames` trains
+    model = setup.make_model(cfg, channels=1)
+    steps = setup.make_steps(cfg, model, total_steps=100_000)
+    state = init_state(model, steps.tx, cfg.seed)
+    rng = np.random.default_rng(0)
+    frames = cfg.input_frames + cfg.output_frames
+    batch = {"video": jax.device_put(
+        rng.integers(0, 256, (BATCH["frames_simvp"], frames, 64, 64, 1), dtype=np.uint8))}
+    train_step = steps.make_train_step()
+
+    def step(carry: dict[str, Any]) -> dict[str, Any]:
+        return train_step(carry, batch)[0]
+
+    return StepWorkload(step, state, count_params(state["params"]),
+                        f"frames.setup -> FramesSteps.make_train_step, recipe {cfg.recipe or '-'}: "
+                        f"SimVP {cfg.simvp_translator}, {cfg.optimizer} {cfg.learning_rate:g} "
+                        f"{cfg.schedule}, clip {cfg.grad_clip_norm:g}")
+
+
 def fool_workload() -> StepWorkload:
     from realsys_cli.fool import ascent
     from realsys_cli.fool.config import FoolConfig
@@ -225,6 +255,7 @@ BUILDERS: dict[str, Callable[[], Workload]] = {
     **{name: (lambda name=name: ClassifierWorkload(name)) for name in SIDES},
     "dcgan": dcgan_workload,
     "frames": frames_workload,
+    "frames_simvp": frames_simvp_workload,
     "fool": fool_workload,
 }
 

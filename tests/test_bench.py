@@ -32,5 +32,20 @@ def test_frames_model_matches_the_pytorch_reference_parameter_count():
 
 def test_every_workload_of_the_driver_has_a_builder():
     assert set(load("run").WORKLOADS) == set(load("workloads").BUILDERS)
-    assert load("run").PEER == BENCH / "peer_torch.py"
-    assert (BENCH / "peer_torch.py").is_file()
+    assert load("run").PEER == BENCH / "peer_torch_simvp.py"
+    assert (BENCH / "peer_torch.py").is_file() and load("run").PEER.is_file()
+    # the peer adds exactly the workloads the shared bench's peer lacks
+    assert "BUILDERS[\"frames_simvp\"]" in load("run").PEER.read_text()
+
+
+def test_the_simvp_workload_is_predict_frames_default_model():
+    """bench frames_simvp times the network `realsys predict-frames` trains with no options, at
+    the parameter count of its PyTorch peer (bench/peer_torch_simvp.py's SimVP: 542,529)."""
+    from realsys_cli.frames import setup
+    from realsys_cli.frames.recipes import resolve_frames_config
+
+    cfg = resolve_frames_config(config_file=None, options={}, set_items=None)
+    assert (cfg.model, cfg.recipe) == ("simvp", "simvp_moving_digits")
+    assert count_params(setup.make_model(cfg, channels=1)) == 542_529
+    source = (BENCH / "workloads.py").read_text()
+    assert "resolve_frames_config(config_file=None" in source

@@ -109,9 +109,38 @@ def _depthwise_bwd(dilation: int, residuals: tuple[jax.Array, jax.Array],
     k = w.shape[0]
     # d x: the same correlation of the output's gradient, with the kernel flipped in space
     dx = _shifted_sum(g, w[::-1, ::-1], dilation)
+    if k * k >= FFT_MIN_TAPS:
+        return dx, _weight_grad_fft(x, g, k, dilation).reshape(w.shape)
     # d w[i, j]: the input shifted by that tap times the output's gradient, summed over B, H, W
     dw = jnp.stack([(view * g).sum(axis=(0, 1, 2)) for view in _taps(x, k, dilation)])
     return dx, dw.reshape(w.shape)
+
+
+# From this many taps the weight gradient goes through the FFT: on XLA:CPU each tap's
+# reduction (view * g).sum over B, H, W costs about as much as reading both tensors (2 MB each
+# at (16, 16, 16, 128): 1.3 ms a tap), and the FFT reads them once. Measured on (16, 16, 16, 128),
+# one jitted call each, 2 cores: 5x5 33 -> 10 ms, 7x7 dilated 3 64 -> 17 ms; a 3x3 on 512
+# channels 51 -> 64 ms, so 3x3s stay direct.
+FFT_MIN_TAPS = 25
+
+
+def _weight_grad_fft(x: jax.Array, g: jax.Array, k: int, dilation: int) -> jax.Array:
+    """d w of a depthwise 'SAME' correlation, (k*k, C): tap (i, j) of channel c is the
+    correlation of the padded input with the output's gradient at offset (i, j) * dilation,
+    summed over the batch, all offsets at once as a product of 2-D FFTs.
+
+    x, g (B, H, W, C). An FFT size L >= H + pad leaves every offset free of wrap-around (the
+    padding is zeros: the indices that wrap land in it), and L >= (k-1)*dilation + 1 holds
+    every offset."""
+    _, h, w, c = x.shape
+    pad = dilation * (k - 1) // 2
+    span = (k - 1) * dilation + 1
+    size = (max(h + pad, span), max(w + pad, span))
+    xp = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))[:, : size[0], : size[1]]
+    fx = jnp.fft.rfft2(xp.transpose(3, 0, 1, 2), s=size)  # (C, B, L_h, L_w // 2 + 1)
+    fg = jnp.fft.rfft2(g.transpose(3, 0, 1, 2), s=size)
+    corr = jnp.fft.irfft2((fx * jnp.conj(fg)).sum(axis=1), s=size)  # (C, L_h, L_w)
+    return corr[:, :span:dilation, :span:dilation].reshape(c, k * k).T
 
 
 depthwise_conv.defvjp(_depthwise_fwd, _depthwise_bwd)
