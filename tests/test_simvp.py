@@ -29,7 +29,7 @@ from realsys_cli.frames.evaluate import load_trained
 from realsys_cli.frames.steps import FramesSteps
 from realsys_cli.frames.train import train_and_evaluate
 from realsys_cli.models import count_params
-from realsys_cli.models.simvp import SimVP, depthwise_conv, pixel_shuffle
+from realsys_cli.models.simvp import GroupNorm, SimVP, depthwise_conv, pixel_shuffle
 from realsys_cli.training import optim
 
 TINY = "moving-digits/train=32,test=8,frames=8"
@@ -166,6 +166,33 @@ def test_depthwise_conv_and_its_gradient_match_lax(k, dilation, shape):
     np.testing.assert_allclose(mine(x, w), lax_conv(x, w), rtol=1e-5, atol=1e-5)
     grads = [jax.grad(lambda x, w, f=f: jnp.sum(f(x, w) * probe), argnums=(0, 1))(x, w)
              for f in (mine, lax_conv)]
+    for a, b in zip(*grads, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize(("shape", "groups"), [((3, 6, 5, 8), 2), ((2, 4, 4, 6), 1)])
+def test_group_norm_and_its_gradient_match_flax(shape, groups):
+    keys = jax.random.split(jax.random.key(5), 4)
+    x = jax.random.normal(keys[0], shape) * 3.0 + 1.5
+    scale = 1.0 + 0.1 * jax.random.normal(keys[1], shape[-1:])
+    bias = 0.1 * jax.random.normal(keys[2], shape[-1:])
+    probe = jax.random.normal(keys[3], shape)
+    ref = nnx.GroupNorm(shape[-1], num_groups=groups, epsilon=1e-5, rngs=nnx.Rngs(0))
+    mine = GroupNorm(shape[-1], num_groups=groups, epsilon=1e-5)
+    assert (jax.tree.structure(nnx.state(mine, nnx.Param))
+            == jax.tree.structure(nnx.state(ref, nnx.Param)))  # the same checkpoint paths
+
+    def run(module, x, scale, bias):  # the module with these parameters, as a pure function
+        graphdef, state = nnx.split(module)
+        params = {"bias": bias, "scale": scale}
+        state = jax.tree.map_with_path(lambda path, v: params[path[0].key], state)
+        return nnx.merge(graphdef, state)(x)
+
+    np.testing.assert_allclose(run(mine, x, scale, bias), run(ref, x, scale, bias),
+                               rtol=1e-4, atol=1e-4)
+    grads = [jax.grad(lambda x, s, b, m=m: jnp.sum(run(m, x, s, b) * probe),
+                      argnums=(0, 1, 2))(x, scale, bias) for m in (mine, ref)]
+    assert float(jnp.abs(grads[1][1]).min()) > 1e-3  # the scale's gradient is a real one
     for a, b in zip(*grads, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
 

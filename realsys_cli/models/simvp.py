@@ -160,6 +160,74 @@ class DepthwiseConv(nnx.Module):
         return depthwise_conv(x, self.kernel[...][:, :, 0], self.dilation) + self.bias[...]
 
 
+def _group_stats(x: jax.Array, groups: int, eps: float) -> tuple[jax.Array, jax.Array]:
+    """x (N, H, W, C) -> per-channel mean and rsqrt(var + eps) of its group, each (N, 1, 1, C),
+    from per-channel sums over H, W (one pass over x; variance as E[x^2] - E[x]^2, as flax)."""
+    n, h, w, c = x.shape
+    per = c // groups
+    s1 = x.reshape(n, h * w, c).sum(1)  # (N, C)
+    s2 = jnp.square(x).reshape(n, h * w, c).sum(1)
+    count = h * w * per
+    mean = s1.reshape(n, groups, per).sum(-1) / count  # (N, G)
+    var = jnp.maximum(s2.reshape(n, groups, per).sum(-1) / count - jnp.square(mean), 0.0)
+    def to_channels(v: jax.Array) -> jax.Array:
+        return jnp.repeat(v, per, axis=1)[:, None, None, :]
+    return to_channels(mean), to_channels(jax.lax.rsqrt(var + eps))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
+def group_norm(x: jax.Array, scale: jax.Array, bias: jax.Array, groups: int,
+               eps: float) -> jax.Array:
+    """GroupNorm of x (N, H, W, C) with per-channel scale and bias (C,), as nnx.GroupNorm.
+
+    Written out with a hand-made gradient: at (160, 64, 64, 8), SimVP's encoder and decoder at
+    full size, nnx.GroupNorm's forward + backward took 120 ms on 2 cores; this one reads x
+    once for its statistics and once to normalise, and its gradient is one pass of per-channel
+    sums and one elementwise pass."""
+    mean, rstd = _group_stats(x, groups, eps)
+    return (x - mean) * rstd * scale + bias
+
+
+def _group_norm_fwd(x, scale, bias, groups, eps):
+    mean, rstd = _group_stats(x, groups, eps)
+    return (x - mean) * rstd * scale + bias, (x, scale, mean, rstd)
+
+
+def _group_norm_bwd(groups, eps, residuals, dy):
+    x, scale, mean, rstd = residuals  # (N, H, W, C), (C,), (N, 1, 1, C) twice
+    n, h, w, c = x.shape
+    per = c // groups
+    sum_dy = dy.reshape(n, h * w, c).sum(1)  # (N, C)
+    sum_dy_x = (dy * x).reshape(n, h * w, c).sum(1)
+    m, r = mean[:, 0, 0], rstd[:, 0, 0]  # (N, C)
+    sum_dy_xhat = r * (sum_dy_x - m * sum_dy)  # per channel: sum over H, W of dy * x_hat
+    d_scale, d_bias = sum_dy_xhat.sum(0), sum_dy.sum(0)
+    # dx = rstd * (u - mean_group(u) - x_hat * mean_group(u * x_hat)), u = dy * scale
+    count = h * w * per
+    def group_mean(v: jax.Array) -> jax.Array:  # (N, C) -> per channel, its group's mean
+        g = v.reshape(n, groups, per).sum(-1) / count
+        return jnp.repeat(g, per, axis=1)[:, None, None, :]
+    a = group_mean(sum_dy * scale)
+    b = group_mean(sum_dy_xhat * scale)
+    dx = rstd * (dy * scale - a - (x - mean) * rstd * b)
+    return dx, d_scale, d_bias
+
+
+group_norm.defvjp(_group_norm_fwd, _group_norm_bwd)
+
+
+class GroupNorm(nnx.Module):
+    """nnx.GroupNorm's parameters (scale 1, bias 0, shape (C,)) over `group_norm`."""
+
+    def __init__(self, channels: int, *, num_groups: int, epsilon: float = 1e-5) -> None:
+        self.scale = nnx.Param(jnp.ones((channels,), jnp.float32))
+        self.bias = nnx.Param(jnp.zeros((channels,), jnp.float32))
+        self.num_groups, self.epsilon = num_groups, epsilon
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return group_norm(x, self.scale[...], self.bias[...], self.num_groups, self.epsilon)
+
+
 class ConvSC(nnx.Module):
     """OpenSTL's ConvSC: conv (stride 2 to downsample, or to 4x channels + pixel shuffle to
     upsample) -> GroupNorm(2 groups) -> SiLU. (B, H, W, cin) -> (B, H', W', cout)."""
@@ -172,7 +240,7 @@ class ConvSC(nnx.Module):
         self.conv = nnx.Conv(cin, 4 * cout if up else cout, (kernel, kernel), strides=stride,
                              padding=((pad, pad), (pad, pad)),
                              kernel_init=nnx.initializers.truncated_normal(0.02), rngs=rngs)
-        self.norm = nnx.GroupNorm(cout, num_groups=2, epsilon=1e-5, rngs=rngs)
+        self.norm = GroupNorm(cout, num_groups=2, epsilon=1e-5)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         y = self.conv(x)
