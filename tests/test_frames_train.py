@@ -50,7 +50,10 @@ def assert_sharded_step_equals_one_device(cfg: FramesConfig, clips: np.ndarray) 
     batch = distributed.shard_batch({"video": clips}, mesh)
     assert len(batch["video"].sharding.device_set) == 4
     four, four_metrics = steps.make_train_step()(distributed.replicate(state, mesh), batch)
-    assert_trees_close(one, four, rtol=2e-5, atol=1e-7)
+    # atol 1e-6: on a CPU without AVX-512 (2026-12-02) one element in 32,768 of D's kernels
+    # differed by 2e-7 (reductions summed in another order); statistics per device, or a
+    # gradient not all-reduced, would move them by orders of magnitude more
+    assert_trees_close(one, four, rtol=2e-5, atol=1e-6)
     assert {k: float(v) for k, v in four_metrics.items()} == pytest.approx(
         {k: float(v) for k, v in one_metrics.items()}, rel=1e-5)
 

@@ -361,7 +361,10 @@ def test_step_sharded_over_4_devices_equals_one_device_batchnorm_included():
     assert len(batch["image"].sharding.device_set) == 4
     four, four_metrics = steps.make_train_step()(distributed.replicate(state, mesh), batch)
 
-    assert_trees_close(one, four, rtol=1e-5, atol=1e-7)
+    # atol 1e-6: on a CPU without AVX-512 (2026-12-02) one element in 32,768 of D's kernels
+    # differed by 2e-7 (reductions summed in another order); statistics per device, or a
+    # gradient not all-reduced, would move them by orders of magnitude more
+    assert_trees_close(one, four, rtol=1e-5, atol=1e-6)
     assert {k: float(v) for k, v in four_metrics.items()} == pytest.approx(
         {k: float(v) for k, v in one_metrics.items()}, rel=1e-5)
     norm = four["g_rest"]["norms"][0]
