@@ -29,7 +29,8 @@ from realsys_cli.frames.evaluate import load_trained
 from realsys_cli.frames.steps import FramesSteps
 from realsys_cli.frames.train import train_and_evaluate
 from realsys_cli.models import count_params
-from realsys_cli.models.simvp import GroupNorm, SimVP, depthwise_conv, pixel_shuffle
+from realsys_cli.models.simvp import GroupNorm, SimVP
+from realsys_cli.models.simvp_ops import depthwise_conv, pixel_shuffle
 from realsys_cli.training import optim
 
 TINY = "moving-digits/train=32,test=8,frames=8"
