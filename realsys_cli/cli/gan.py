@@ -94,6 +94,9 @@ def sample(
     seed: Annotated[int | None, typer.Option(
         "--seed", min=0, max=opt.SEED_MAX,
         help="Draw a new z (default: the training's fixed z).")] = None,
+    wanted_class: Annotated[str | None, typer.Option(
+        "--class", help="Only this class (its name or index), for a class-conditional GAN "
+        "(the digits recipe's); the grid only.")] = None,
     json: opt.JsonOpt = False,
     workdir: opt.OldWorkdirOpt = None,
     num: Annotated[int | None, typer.Option(
@@ -108,6 +111,9 @@ def sample(
                        option="'--from'", what="the train-gan run to sample")
     n = opt.renamed(count, num, new="--count/-n", old="--num")
     judge_run = opt.path_or_none(judge)
+    if wanted_class is not None and (score or by_class or interpolate):
+        raise opt.UsageError("--class draws a grid; it does not go with --score, --by-class "
+                              "or --interpolate")
     if score:
         result = sample_lib.score(run, judge=judge_run, num_samples=samples, best=best)
         console.print_result(result, json_mode=json, title="sample --score")
@@ -125,5 +131,5 @@ def sample(
             points=points or (5 if out.suffix.lower() == ".gif" else 2))
     else:
         result = sample_lib.sample_grid(run, n=n or 64, out=out or Path("grid.png"),
-                                        seed=seed, best=best)
+                                        seed=seed, best=best, wanted_class=wanted_class)
     console.print_result(result, json_mode=json, title="sample")

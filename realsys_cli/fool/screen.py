@@ -19,7 +19,11 @@ sure of. Measured here, in three parts:
 D is scored in eval mode (BatchNorm's running averages). In train mode BatchNorm would
 normalise with the statistics of the batch being scored: a batch of nothing but fooling
 images would be shifted and scaled to look like D's usual input, normalising away the very
-difference we measure, and an image's score would depend on its batch-mates.
+difference we measure, and an image's score would depend on its batch-mates. The D of a
+class-conditional GAN (train-gan's conditional=true) scores (image, class) pairs; it is asked
+without a class, which gives each image's logit as the class it looks most real as (the
+maximum over classes: models/dcgan.py, Discriminator.class_terms), so a fooling image is not
+helped or hurt by the class its attacker chose.
 """
 
 from __future__ import annotations

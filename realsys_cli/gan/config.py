@@ -2,8 +2,9 @@
 
 Defaults are DCGAN's (Radford et al. 2015, section 3): batch 128, Adam lr 2e-4 with beta1 0.5,
 uniform z of 100 numbers, weights N(0, 0.02), images scaled to [-1, 1]. Every change beyond the
-paper is off by default: the stabilisers measured since (spectral norm, the hinge loss,
-DiffAugment, a moving average of G, separate Adam settings for G) and the older tricks.
+paper is off by default: class conditioning, the stabilisers measured since (spectral norm, the
+hinge loss, DiffAugment, a moving average of G, separate Adam settings for G) and the older
+tricks.
 `realsys train-gan` starts from the recipe its dataset picks (gan/recipes.py: digits ->
 configs/dcgan_digits.toml, the best measured), and from these defaults where none is known.
 """
@@ -32,6 +33,8 @@ class GanConfig:
     #                              one power iteration per step (SNGAN); False = the paper
     d_norm: Literal["batch", "none"] = "batch"  # D's BatchNorms (the paper), or none and a
     #                                             bias per convolution instead (SNGAN's D)
+    conditional: bool = False  # G and D are told the class: G gets it one-hot after z (cGAN),
+    #                            D by projection (Miyato & Koyama 2018); False = the paper
     # --- optimisation (both nets: Adam)
     batch_size: int = 128  # global, over all devices
     num_epochs: int = 5

@@ -64,7 +64,8 @@ def load_generator(workdir: str | Path, *, best: bool = False) -> TrainedGan:
         built: list[GanSteps] = []
 
         def state() -> Any:  # traced only: no weights drawn just to be overwritten
-            steps, initial = build(cfg, image_size=facts.image_size, channels=facts.channels)
+            steps, initial = build(cfg, image_size=facts.image_size, channels=facts.channels,
+                                   num_classes=len(facts.class_names))
             built.append(steps)  # graph definitions and optimizers: no arrays
             return initial
 
@@ -84,19 +85,48 @@ def _z(gan: TrainedGan, seed: int | None, n: int, stream: int) -> jax.Array:
     return gan.steps.sample_z(jax.random.key(seed), n)
 
 
+def class_index(gan: TrainedGan, wanted: str) -> int:
+    """--class's value (a class name, or its index) as the index a class-conditional G takes;
+    a ConfigError for an unconditional G or a class it does not have."""
+    names = list(gan.facts.class_names)
+    if not gan.steps.num_classes:
+        raise ConfigError(f"the GAN in {gan.workdir} is not class-conditional: --class needs "
+                          "one trained with --set conditional=true")
+    if wanted in names:
+        return names.index(wanted)
+    if wanted.isdigit() and int(wanted) < len(names):
+        return int(wanted)
+    raise ConfigError(f"--class {wanted!r}: the GAN's classes are {', '.join(names[:20])}"
+                      + (" ..." if len(names) > 20 else ""))
+
+
+def with_class(gan: TrainedGan, z: jax.Array, wanted: str | None) -> jax.Array:
+    """z (n, nz + K) with every row asking for class `wanted` (None: z as it is)."""
+    if wanted is None:
+        return z
+    k = gan.steps.num_classes
+    one_hot = jax.nn.one_hot(jnp.full((len(z),), class_index(gan, wanted)), k)
+    return jnp.concatenate([z[:, : z.shape[1] - k], one_hot], axis=1)
+
+
 def _header(gan: TrainedGan) -> dict[str, Any]:
     return {"workdir": str(gan.workdir), "checkpoint": gan.checkpoint, "step": gan.step,
             "epochs": gan.epochs}
 
 
 def sample_grid(workdir: str | Path, *, n: int, out: str | Path, seed: int | None = None,
-                best: bool = False) -> dict[str, Any]:
+                best: bool = False, wanted_class: str | None = None) -> dict[str, Any]:
+    """n samples as a grid; a class-conditional G's samples are in class order, or all of
+    `wanted_class` (a name or an index)."""
     out = check_picture(out)  # before the generator is loaded, not after
     gan = load_generator(workdir, best=best)
-    images = gan.sample(_z(gan, seed, n, stream=1))  # (n, S, S, C)
+    z = with_class(gan, _z(gan, seed, n, stream=1), wanted_class)
+    images = gan.sample(z)  # (n, S, S, C)
     out.parent.mkdir(parents=True, exist_ok=True)
     save_grid(out, images, columns=math.ceil(math.sqrt(n)), min_side=56)
-    return {**_header(gan), "num_samples": n, "image_size": gan.facts.image_size,
+    shown = {} if wanted_class is None else {
+        "class": gan.facts.class_names[class_index(gan, wanted_class)]}
+    return {**_header(gan), "num_samples": n, "image_size": gan.facts.image_size, **shown,
             "out": str(out)}
 
 
@@ -207,7 +237,8 @@ def score(workdir: str | Path, *, judge: str | None = None, num_samples: int | N
     z = quality_lib.fixed_z(gan.steps.sample_z, cfg.seed, meter.num_samples, stream=2)
     quality = meter.measure(gan.sample(z))
     sampler = gan.steps.make_sampler()
-    _, untrained = build(cfg, image_size=gan.facts.image_size, channels=gan.facts.channels)
+    _, untrained = build(cfg, image_size=gan.facts.image_size, channels=gan.facts.channels,
+                         num_classes=len(gan.facts.class_names))
     fid_untrained = meter.measure(quality_lib.generate(
         sampler, untrained["g_params"], untrained["g_rest"], z))["fid"]
     declared = meter.declared()

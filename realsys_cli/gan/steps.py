@@ -40,7 +40,11 @@ Optional, not in the paper (each off by default, each a GanConfig field):
   diffaugment    every image D sees, real and generated, in D's step and in G's, goes through
                  the same transforms (gan/diffaugment.py) with fresh parameters per call, drawn
                  from the step's key; instance noise, if any, is added after them;
-  g_beta1, g_beta2, g_learning_rate, beta2   G's Adam apart from D's (TTUR, Heusel et al. 2017).
+  g_beta1, g_beta2, g_learning_rate, beta2   G's Adam apart from D's (TTUR, Heusel et al. 2017);
+  conditional    G and D are told the class (num_classes = K): z ends in a one-hot class, drawn
+                 balanced with the noise (sample_z), and D scores (image, class) pairs by
+                 projection (models/dcgan.py): real images with their labels, G's with the class
+                 it was asked for. Every sampler works unchanged, since the class is part of z.
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
+from realsys_cli.errors import ConfigError
 from realsys_cli.gan import diffaugment
 from realsys_cli.gan.config import GanConfig
 from realsys_cli.pictures import to_uint8
@@ -150,6 +155,7 @@ class GanSteps:
     g_steps: int = 1  # G updates per D update (the paper: 1)
     loss: str = "nonsaturating"  # or "hinge"
     augment_policy: tuple[str, ...] = ()  # DiffAugment's transforms, in order; () = none
+    num_classes: int = 0  # K > 0: class-conditional (z ends in a one-hot class); 0 = the paper
 
     def d_loss(self, real_logits: jax.Array, fake_logits: jax.Array,
                real_label: float = 1.0) -> jax.Array:
@@ -180,10 +186,25 @@ class GanSteps:
         return self.instance_noise + (self.noise_final - self.instance_noise) * done
 
     def sample_z(self, key: jax.Array, n: int) -> jax.Array:
-        """(n, latent_dim) float32 from U(-1, 1) or N(0, 1)."""
+        """(n, latent_dim) float32 from U(-1, 1) or N(0, 1); a class-conditional G's z has
+        the class one-hot after that, (n, latent_dim + K), the classes balanced and in order
+        (rows i * K // n: each class on n / K rows, rounded), so that every class is asked for
+        equally and a grid of samples reads class by class. (Their order is irrelevant to
+        training: BatchNorm's statistics and the losses are means over the batch.)"""
         if self.latent_distribution == "normal":
-            return jax.random.normal(key, (n, self.latent_dim))
-        return jax.random.uniform(key, (n, self.latent_dim), minval=-1.0, maxval=1.0)
+            z = jax.random.normal(key, (n, self.latent_dim))
+        else:
+            z = jax.random.uniform(key, (n, self.latent_dim), minval=-1.0, maxval=1.0)
+        if not self.num_classes:
+            return z
+        labels = jnp.arange(n) * self.num_classes // n
+        return jnp.concatenate([z, jax.nn.one_hot(labels, self.num_classes)], axis=1)
+
+    def class_of(self, z: jax.Array) -> jax.Array | None:
+        """The class each row of z asks for, (B,) int32; None for an unconditional G."""
+        if not self.num_classes:
+            return None
+        return jnp.argmax(z[:, self.latent_dim :], axis=1).astype(jnp.int32)
 
     def generate(self, g_params: Any, g_rest: Any, z: jax.Array, *,
                  train: bool = False) -> tuple[jax.Array, Any]:
@@ -191,19 +212,25 @@ class GanSteps:
         g = nnx.merge(self.g_graphdef, g_params, g_rest, copy=True)
         return g(z, train=train), nnx.state(g, nnx.Not(nnx.Param))
 
-    def discriminate(self, d_params: Any, d_rest: Any, images: jax.Array, *,
+    def discriminate(self, d_params: Any, d_rest: Any, images: jax.Array,
+                     labels: jax.Array | None = None, *,
                      power_iteration: bool = False) -> tuple[jax.Array, Any]:
-        """images (B, S, S, C) in [-1, 1] -> D's logits (B,) with batch statistics, and D's
-        updated non-Param state. `power_iteration` advances the spectral norms' vectors (once
-        per train step; nothing without spectral_norm)."""
+        """images (B, S, S, C) in [-1, 1] (and, class-conditional, their labels (B,)) -> D's
+        logits (B,) with batch statistics, and D's updated non-Param state. `power_iteration`
+        advances the spectral norms' vectors (once per train step; nothing without
+        spectral_norm)."""
         d = nnx.merge(self.d_graphdef, d_params, d_rest, copy=True)
-        logits = d(images, train=True, power_iteration=power_iteration)
+        logits = d(images, labels, train=True, power_iteration=power_iteration)
         return logits, nnx.state(d, nnx.Not(nnx.Param))
 
     def train_step(self, state: State, batch: dict[str, jax.Array]) -> tuple[State, dict]:
         real = to_unit_range(batch["image"])  # (B, S, S, C)
         key = jax.random.fold_in(state["key"], state["step"])
-        z = self.sample_z(key, real.shape[0])  # (B, nz)
+        z = self.sample_z(key, real.shape[0])  # (B, nz), or (B, nz + K) with the class
+        # class-conditional: D judges (image, class) pairs, real ones with their labels and
+        # generated ones with the class G was asked for (None: the paper's D)
+        real_labels = batch["label"] if self.num_classes else None
+        fake_labels = self.class_of(z)
         real_noise, fake_noise = self.noise_images(jax.random.fold_in(key, 1), state["step"],
                                                    real.shape)
         # DiffAugment's keys, one per call: D's real batch, D's fake batch, each G update
@@ -222,9 +249,9 @@ class GanSteps:
         def d_loss_fn(d_params: Any):
             real_logits, rest = self.discriminate(
                 d_params, state["d_rest"], self.augment(aug_keys[0], real) + real_noise,
-                power_iteration=True)
+                real_labels, power_iteration=True)
             fake_in = self.augment(aug_keys[1], jax.lax.stop_gradient(fake)) + fake_noise
-            fake_logits, rest = self.discriminate(d_params, rest, fake_in)
+            fake_logits, rest = self.discriminate(d_params, rest, fake_in, fake_labels)
             loss = self.d_loss(real_logits, fake_logits, self.real_label)
             return loss, (real_logits, fake_logits, rest)
 
@@ -237,7 +264,8 @@ class GanSteps:
         # augmentation; D's BatchNorm statistics and spectral vectors are left as they are)
         def g_loss_fn(images: jax.Array, aug_key: jax.Array):
             logits, _ = self.discriminate(d_params, d_rest,
-                                          self.augment(aug_key, images) + fake_noise)
+                                          self.augment(aug_key, images) + fake_noise,
+                                          fake_labels)
             return self.g_loss(logits)
 
         g_params, g_opt = state["g_params"], state["g_opt"]
@@ -288,20 +316,26 @@ class GanSteps:
         return jax.jit(sample)
 
 
-def build(cfg: GanConfig, *, image_size: int, channels: int,
-          total_steps: int = 1) -> tuple[GanSteps, State]:
+def build(cfg: GanConfig, *, image_size: int, channels: int, total_steps: int = 1,
+          num_classes: int = 0) -> tuple[GanSteps, State]:
     """The two nets, their steps and the initial state (same seed, same weights).
 
     total_steps only places the learning-rate decay (cfg.lr_decay_start) and the end of the
     instance noise; the state's structure does not depend on it, so a checkpoint restores into
-    a template built with any value."""
+    a template built with any value. num_classes: the dataset's, which a class-conditional
+    GAN (cfg.conditional) needs; ignored otherwise."""
     from realsys_cli.models.dcgan import Discriminator, Generator
 
+    if cfg.conditional and num_classes < 2:
+        raise ConfigError(f"conditional=true needs a dataset of at least 2 labelled classes, "
+                          f"this one has {num_classes}; use --set conditional=false")
+    k = num_classes if cfg.conditional else 0
     rngs = nnx.Rngs(params=cfg.seed)
     generator = Generator(latent_dim=cfg.latent_dim, image_size=image_size, channels=channels,
-                          width=cfg.width, rngs=rngs)
+                          width=cfg.width, num_classes=k, rngs=rngs)
     discriminator = Discriminator(image_size=image_size, channels=channels, width=cfg.width,
-                                  spectral_norm=cfg.spectral_norm, norm=cfg.d_norm, rngs=rngs)
+                                  spectral_norm=cfg.spectral_norm, norm=cfg.d_norm,
+                                  num_classes=k, rngs=rngs)
 
     def optimizer(rate: float, beta1: float, beta2: float) -> optax.GradientTransformation:
         return adam(rate, beta1, beta2, decay_start=cfg.lr_decay_start, total_steps=total_steps)
@@ -313,7 +347,8 @@ def build(cfg: GanConfig, *, image_size: int, channels: int,
                      cfg.latent_dim, cfg.latent_distribution, ema_decay=cfg.ema_decay,
                      real_label=cfg.real_label, instance_noise=cfg.instance_noise,
                      noise_final=cfg.instance_noise_final, total_steps=total_steps,
-                     g_steps=cfg.g_steps, loss=cfg.loss, augment_policy=cfg.augment_policy)
+                     g_steps=cfg.g_steps, loss=cfg.loss, augment_policy=cfg.augment_policy,
+                     num_classes=k)
     return steps, init_state(generator, discriminator, g_tx, d_tx, cfg.seed,
                              ema=cfg.ema_decay > 0)
 

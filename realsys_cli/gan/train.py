@@ -104,6 +104,7 @@ class GanJob:
     meter: quality_lib.QualityMeter
     total_steps: int
     real_probe: jax.Array  # uint8 (grid_samples, S, S, C) real images, for the collapse check
+    real_probe_labels: jax.Array  # int32 (grid_samples,): their labels
 
     def __post_init__(self) -> None:
         self.train_step = self.steps.make_train_step()
@@ -116,8 +117,8 @@ class GanJob:
         self.last_quality_step = -1
         self.last_grid: Path | None = None
 
-        def probe(d_params: Any, d_rest: Any, real: jax.Array, fake: jax.Array,
-                  step: jax.Array):
+        def probe(d_params: Any, d_rest: Any, real: jax.Array, real_labels: jax.Array,
+                  fake: jax.Array, step: jax.Array):
             real, fake = to_unit_range(real), to_unit_range(fake)
             # D is judged on what it trains on, with its own loss: with instance noise, noisy
             # images; with DiffAugment, augmented ones (fixed keys: the same probe each epoch).
@@ -125,8 +126,11 @@ class GanJob:
             real_noise, fake_noise = self.steps.noise_images(key, step, real.shape)
             real_in = self.steps.augment(jax.random.fold_in(key, 1), real) + real_noise
             fake_in = self.steps.augment(jax.random.fold_in(key, 2), fake) + fake_noise
-            real_logits, _ = self.steps.discriminate(d_params, d_rest, real_in)
-            fake_logits, _ = self.steps.discriminate(d_params, d_rest, fake_in)
+            conditional = self.steps.num_classes > 0  # then D judges (image, class) pairs
+            real_logits, _ = self.steps.discriminate(d_params, d_rest, real_in,
+                                                     real_labels if conditional else None)
+            fake_logits, _ = self.steps.discriminate(d_params, d_rest, fake_in,
+                                                     self.steps.class_of(self.grid_z))
             return (self.steps.d_loss(real_logits, fake_logits),
                     batch_spread(fake) / jnp.maximum(batch_spread(real), 1e-6))
 
@@ -155,7 +159,9 @@ class GanJob:
         if jax.process_index() == 0:
             save_samples(self.last_grid, grid)
         d_loss, spread = (float(v) for v in self._probe(local["d_params"], local["d_rest"],
-                                                        self.real_probe, jnp.asarray(grid),
+                                                        self.real_probe,
+                                                        self.real_probe_labels,
+                                                        jnp.asarray(grid),
                                                         local["step"]))
         shown: dict[str, float] = {"d_loss": d_loss, "spread": spread}
         self._warn_if_collapsed(epoch, d_loss, spread)
@@ -186,10 +192,14 @@ def _local_copy(state: dict[str, Any]) -> dict[str, Any]:
     return distributed.to_host({k: state[k] for k in keys if k in state})
 
 
-def _real_probe(source: Any, n: int, image_size: int, seed: int) -> np.ndarray:
+def _real_probe(source: Any, n: int, image_size: int,
+                seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """n real training images, uint8 (n, S, S, C), and their labels, int32 (n,)."""
     rng = np.random.default_rng(seed + 7)
     idx = rng.choice(len(source), size=min(n, len(source)), replace=False)
-    return np.stack([pipeline.resize_square(source[int(i)]["image"], image_size) for i in idx])
+    examples = [source[int(i)] for i in idx]
+    return (np.stack([pipeline.resize_square(e["image"], image_size) for e in examples]),
+            np.asarray([int(e.get("label", 0)) for e in examples], np.int32))
 
 
 def training_batches(cfg: GanConfig, facts: GanFacts, source: Any, local_batch: int,
@@ -235,10 +245,12 @@ def train_and_evaluate(cfg: GanConfig, workdir: str | Path, *,
 
     # --------------------------------------------------------------- nets and optimizers
     steps, state = build(cfg, image_size=facts.image_size, channels=facts.channels,
-                         total_steps=total_steps)
+                         total_steps=total_steps, num_classes=len(facts.class_names))
     g_count, d_count = count_params(state["g_params"]), count_params(state["d_params"])
-    probe = _real_probe(train_source, cfg.grid_samples, facts.image_size, cfg.seed)
-    job = GanJob(steps, cfg, facts, workdir, meter, total_steps, jnp.asarray(probe))
+    probe, probe_labels = _real_probe(train_source, cfg.grid_samples, facts.image_size,
+                                      cfg.seed)
+    job = GanJob(steps, cfg, facts, workdir, meter, total_steps, jnp.asarray(probe),
+                 jnp.asarray(probe_labels))
     fid_untrained = job.measure(state)["fid"]  # the same measure, before any step
     log.info("FID of the untrained generator %.4g; real-vs-real floor %.4g (%d samples each, "
              "%s)", fid_untrained, meter.floor, meter.num_samples, judge.describe()["layer"])
@@ -278,6 +290,7 @@ def train_and_evaluate(cfg: GanConfig, workdir: str | Path, *,
             "channels": facts.channels,
             "latent_dim": cfg.latent_dim,
             "latent_distribution": cfg.latent_distribution,
+            "conditional": cfg.conditional,
             "g_params": g_count,
             "d_params": d_count,
             "epochs": round(result.step / steps_per_epoch, 3),

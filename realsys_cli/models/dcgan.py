@@ -314,18 +314,22 @@ def _conv_layer(in_channels: int, out_channels: int, kernel: int, stride: int, p
 
 # ----------------------------------------------------------------------------------- networks
 class Generator(nnx.Module):
-    """z (B, latent_dim) -> images (B, S, S, C) in [-1, 1].
+    """z (B, latent_dim + num_classes) -> images (B, S, S, C) in [-1, 1].
 
-    `train=True` normalises with the batch's statistics (and updates the running averages);
-    `train=False` uses the running averages, so a sample does not depend on its batch.
+    z is the noise, followed, for a class-conditional G (num_classes = K > 0), by the class as
+    a one-hot vector of K numbers: the label concatenated to the noise (Mirza & Osindero 2014,
+    conditional GANs), so every caller that draws z (gan/steps.py's sample_z) draws the class
+    with it. `train=True` normalises with the batch's statistics (and updates the running
+    averages); `train=False` uses the running averages, so a sample does not depend on its batch.
     """
 
     def __init__(self, *, latent_dim: int = 100, image_size: int = 64, channels: int = 3,
-                 width: int = 64, rngs: nnx.Rngs) -> None:
+                 width: int = 64, num_classes: int = 0, rngs: nnx.Rngs) -> None:
         n, side = num_upsamplings(image_size), base_size(image_size)
         widths = [width * 2 ** (n - 1 - i) for i in range(n)]  # 64 px: 512, 256, 128, 64
         self.latent_dim, self.image_size, self.channels = latent_dim, image_size, channels
-        self.project = Project(latent_dim, side, widths[0], rngs=rngs)
+        self.num_classes = num_classes
+        self.project = Project(latent_dim + num_classes, side, widths[0], rngs=rngs)
         self.norms = nnx.List([batch_norm(c, rngs) for c in widths])
         self.ups = nnx.List([TransposedConv(a, b, rngs=rngs)
                              for a, b in zip(widths[:-1], widths[1:])])
@@ -342,7 +346,9 @@ class Generator(nnx.Module):
 class Discriminator(nnx.Module):
     """Images (B, S, S, C) in [-1, 1] -> logits (B,) float32 (real > 0).
 
-    Off by default (the paper's D), two options of `realsys train-gan`:
+    Off by default (the paper's D), three options of `realsys train-gan`:
+      num_classes=K       a class-conditional D by projection (see `class_terms`): called with
+                          labels (B,) int32 it scores "a real image of class y";
       spectral_norm=True  every convolution's kernel is divided by its largest singular value,
                           estimated by power iteration (SNGAN, Miyato et al. 2018; see
                           models/spectral_norm.py); its vectors u are non-Param state.
@@ -353,18 +359,22 @@ class Discriminator(nnx.Module):
     """
 
     def __init__(self, *, image_size: int = 64, channels: int = 3, width: int = 64,
-                 spectral_norm: bool = False, norm: str = "batch", rngs: nnx.Rngs) -> None:
+                 spectral_norm: bool = False, norm: str = "batch", num_classes: int = 0,
+                 rngs: nnx.Rngs) -> None:
         if norm not in ("batch", "none"):
             raise ConfigError(f"the discriminator's norm must be batch or none, got {norm!r}")
         n, side = num_upsamplings(image_size), base_size(image_size)
         widths = [width * 2**i for i in range(n)]  # 64 px: 64, 128, 256, 512
-        self.image_size, self.channels = image_size, channels
+        self.image_size, self.channels, self.num_classes = image_size, channels, num_classes
         conv = functools.partial(self._conv, spectral=spectral_norm, bias=norm == "none",
                                  rngs=rngs)
         self.first = conv(channels, widths[0], KERNEL, 2, 1)  # no BN at the input
         self.downs = nnx.List([conv(a, b, KERNEL, 2, 1) for a, b in zip(widths[:-1], widths[1:])])
         self.norms = nnx.List([batch_norm(c, rngs) for c in widths[1:]] if norm == "batch" else [])
         self.out = conv(widths[-1], 1, side, 1, 0)  # base x base -> 1x1
+        if num_classes:  # the projection: one (base, base, C) map per class
+            self.embed = nnx.Param(dcgan_init()(rngs.params(),
+                                                (num_classes, side, side, widths[-1])))
 
     @staticmethod
     def _conv(in_channels: int, out_channels: int, kernel: int, stride: int, padding: int, *,
@@ -386,7 +396,7 @@ class Discriminator(nnx.Module):
             return layer(x, power_iteration=power_iteration)
         return layer(x)
 
-    def __call__(self, x: jax.Array, *, train: bool = False,
+    def __call__(self, x: jax.Array, labels: jax.Array | None = None, *, train: bool = False,
                  power_iteration: bool = False) -> jax.Array:
         x = jax.nn.leaky_relu(self._apply(self.first, x, power_iteration), 0.2)  # (B, S/2, S/2, w)
         for i, down in enumerate(self.downs):  # side /2, channels x2
@@ -394,4 +404,19 @@ class Discriminator(nnx.Module):
             if len(self.norms):
                 x = self.norms[i](x, use_running_average=not train)
             x = jax.nn.leaky_relu(x, 0.2)
-        return self._apply(self.out, x, power_iteration).reshape(x.shape[0]).astype(jnp.float32)
+        # x: (B, base, base, C) features; the logit is linear in them
+        logits = self._apply(self.out, x, power_iteration).reshape(x.shape[0])
+        if self.num_classes:
+            logits = logits + self.class_terms(x, labels)
+        return logits.astype(jnp.float32)
+
+    def class_terms(self, features: jax.Array, labels: jax.Array | None) -> jax.Array:
+        """The projection discriminator's term (Miyato & Koyama 2018, cGANs with Projection
+        Discriminator): <embed[y], features> for features (B, base, base, C) and labels (B,),
+        (B,); D's logit for (x, y) is then its unconditional logit plus how well x's features
+        match class y. `labels=None` takes, per image, the class whose term is largest: D's
+        realness of x as whichever class it looks most like (fool-screen's question)."""
+        embed = self.embed[...]  # (K, base, base, C)
+        if labels is not None:
+            return jnp.sum(features * embed[labels], axis=(1, 2, 3))
+        return jnp.max(jnp.einsum("bhwc,khwc->bk", features, embed), axis=1)
