@@ -100,13 +100,10 @@ def class_index(gan: TrainedGan, wanted: str) -> int:
                       + (" ..." if len(names) > 20 else ""))
 
 
-def with_class(gan: TrainedGan, z: jax.Array, wanted: str | None) -> jax.Array:
-    """z (n, nz + K) with every row asking for class `wanted` (None: z as it is)."""
-    if wanted is None:
-        return z
-    k = gan.steps.num_classes
-    one_hot = jax.nn.one_hot(jnp.full((len(z),), class_index(gan, wanted)), k)
-    return jnp.concatenate([z[:, : z.shape[1] - k], one_hot], axis=1)
+def with_class(gan: TrainedGan, z: jax.Array, index: int) -> jax.Array:
+    """z (n, nz + K) with every row asking for class `index`."""
+    one_hot = jax.nn.one_hot(jnp.full((len(z),), index), gan.steps.num_classes)
+    return jnp.concatenate([z[:, : gan.steps.latent_dim], one_hot], axis=1)
 
 
 def _header(gan: TrainedGan) -> dict[str, Any]:
@@ -120,12 +117,13 @@ def sample_grid(workdir: str | Path, *, n: int, out: str | Path, seed: int | Non
     `wanted_class` (a name or an index)."""
     out = check_picture(out)  # before the generator is loaded, not after
     gan = load_generator(workdir, best=best)
-    z = with_class(gan, _z(gan, seed, n, stream=1), wanted_class)
+    z, shown = _z(gan, seed, n, stream=1), {}
+    if wanted_class is not None:
+        index = class_index(gan, wanted_class)
+        z, shown = with_class(gan, z, index), {"class": gan.facts.class_names[index]}
     images = gan.sample(z)  # (n, S, S, C)
     out.parent.mkdir(parents=True, exist_ok=True)
     save_grid(out, images, columns=math.ceil(math.sqrt(n)), min_side=56)
-    shown = {} if wanted_class is None else {
-        "class": gan.facts.class_names[class_index(gan, wanted_class)]}
     return {**_header(gan), "num_samples": n, "image_size": gan.facts.image_size, **shown,
             "out": str(out)}
 

@@ -228,9 +228,8 @@ class GanSteps:
         key = jax.random.fold_in(state["key"], state["step"])
         z = self.sample_z(key, real.shape[0])  # (B, nz), or (B, nz + K) with the class
         # class-conditional: D judges (image, class) pairs, real ones with their labels and
-        # generated ones with the class G was asked for (None: the paper's D)
-        real_labels = batch["label"] if self.num_classes else None
-        fake_labels = self.class_of(z)
+        # generated ones with the class G was asked for (the paper's D ignores labels)
+        real_labels, fake_labels = batch.get("label"), self.class_of(z)
         real_noise, fake_noise = self.noise_images(jax.random.fold_in(key, 1), state["step"],
                                                    real.shape)
         # DiffAugment's keys, one per call: D's real batch, D's fake batch, each G update

@@ -126,9 +126,8 @@ class GanJob:
             real_noise, fake_noise = self.steps.noise_images(key, step, real.shape)
             real_in = self.steps.augment(jax.random.fold_in(key, 1), real) + real_noise
             fake_in = self.steps.augment(jax.random.fold_in(key, 2), fake) + fake_noise
-            conditional = self.steps.num_classes > 0  # then D judges (image, class) pairs
-            real_logits, _ = self.steps.discriminate(d_params, d_rest, real_in,
-                                                     real_labels if conditional else None)
+            # a class-conditional D judges (image, class) pairs; the paper's ignores labels
+            real_logits, _ = self.steps.discriminate(d_params, d_rest, real_in, real_labels)
             fake_logits, _ = self.steps.discriminate(d_params, d_rest, fake_in,
                                                      self.steps.class_of(self.grid_z))
             return (self.steps.d_loss(real_logits, fake_logits),

@@ -348,7 +348,8 @@ class Discriminator(nnx.Module):
 
     Off by default (the paper's D), three options of `realsys train-gan`:
       num_classes=K       a class-conditional D by projection (see `class_terms`): called with
-                          labels (B,) int32 it scores "a real image of class y";
+                          labels (B,) int32 it scores "a real image of class y" (without
+                          num_classes, labels are ignored);
       spectral_norm=True  every convolution's kernel is divided by its largest singular value,
                           estimated by power iteration (SNGAN, Miyato et al. 2018; see
                           models/spectral_norm.py); its vectors u are non-Param state.
