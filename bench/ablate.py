@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import jax_worker  # noqa: E402
+from interleaved import median_step_seconds  # noqa: E402
 
 
 def bare(name: str) -> Any:
@@ -89,15 +88,12 @@ def main() -> None:
         work[name].run(1)
         n[name] = max(1, round(a.round_seconds / work[name].run(1)))
         print(f"{name}: first call {first[name]:.2f} s, {n[name]} steps a round", file=sys.stderr)
-    times: dict[str, list[float]] = {k: [] for k in names}
-    for r in range(a.rounds):
-        for name in names[r % len(names):] + names[: r % len(names)]:
-            time.sleep(0.2)
-            times[name].append(work[name].run(n[name]) / n[name])
-    base = statistics.median(times["realsys"]) if "realsys" in times else None
+    medians = median_step_seconds({name: work[name].run for name in names}, n,
+                                  rounds=a.rounds)
+    base = medians.get("realsys")
     out = {"workload": a.wl, "xla_flags": flags, "variants": {}}
     for name in names:
-        s = statistics.median(times[name])
+        s = medians[name]
         out["variants"][name] = {"step_s": s, "img_per_s": work[name].units_per_step / s,
                                  "speed_vs_realsys": base / s if base else None,
                                  "params": work[name].params, "first_call_s": first[name]}

@@ -79,37 +79,43 @@ def step_speeds(names: list[str], *, rounds: int = 5, steps: int = 20) -> dict[s
     """Each row's train step (batch 128 of 32-px digits-shaped images) timed in `rounds`
     interleaved rounds of `steps` steps in this process: the median seconds per step of the
     paper row over each row's, so 0.9 = 10% slower than the paper's step."""
-    import statistics
-    import time
-
     import jax
     import numpy as np
+    from interleaved import median_step_seconds
 
     from realsys_cli.gan.steps import build
 
     rng = np.random.default_rng(0)
     batch = {"image": jax.device_put(rng.integers(0, 256, (128, 32, 32, 1), np.uint8)),
              "label": jax.device_put(rng.integers(0, 10, (128,)).astype(np.int32))}
-    runs = {}
+    runs, steps_of = {}, {}
     for name in ["paper", *[n for n in names if n != "paper"]]:
         step_set, state = build(row_config(name), image_size=32, channels=1, total_steps=10**6,
                                 num_classes=10)
         step = step_set.make_train_step()
         state, _ = step(state, batch)  # compile
         jax.block_until_ready(state)
-        runs[name] = [step, state, []]
-    for _ in range(rounds):
-        for run in runs.values():
-            step, state, times = run
-            start = time.perf_counter()
-            for _ in range(steps):
-                state, _ = step(state, batch)
-            jax.block_until_ready(state)
-            times.append((time.perf_counter() - start) / steps)
-            run[1] = state
-    paper = statistics.median(runs["paper"][2])
-    return {name: round(paper / statistics.median(times), 3)
-            for name, (_, _, times) in runs.items()}
+        runs[name], steps_of[name] = timed_steps(step, state, batch), steps
+    medians = median_step_seconds(runs, steps_of, rounds=rounds)
+    return {name: round(medians["paper"] / s, 3) for name, s in medians.items()}
+
+
+def timed_steps(step: Any, state: Any, batch: Any) -> Any:
+    """run(n) -> the seconds of n train steps from where the last call left the state."""
+    import time
+
+    import jax
+
+    held = [state]
+
+    def run(n: int) -> float:
+        start = time.perf_counter()
+        for _ in range(n):
+            held[0], _ = step(held[0], batch)
+        jax.block_until_ready(held[0])
+        return time.perf_counter() - start
+
+    return run
 
 
 def main() -> None:

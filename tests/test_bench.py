@@ -6,6 +6,7 @@ import importlib.util
 from pathlib import Path
 
 import jax.numpy as jnp
+import pytest
 from flax import nnx
 
 from realsys_cli.models import count_params
@@ -38,6 +39,7 @@ def test_every_workload_of_the_driver_has_a_builder():
     assert "BUILDERS[\"frames_simvp\"]" in load("run").PEER.read_text()
 
 
+@pytest.mark.slow
 def test_the_simvp_workload_is_predict_frames_default_model():
     """bench frames_simvp times the network `realsys predict-frames` trains with no options, at
     the parameter count of its PyTorch peer (bench/peer_torch_simvp.py's SimVP: 542,529)."""

@@ -188,6 +188,7 @@ def _cfg(**overrides) -> ClassifierConfig:
     return ClassifierConfig(**{**base, **overrides})
 
 
+@pytest.mark.slow
 def test_a_run_with_a_damaged_latest_checkpoint_resumes_and_ends_as_an_intact_one(tmp_path):
     cfg = _cfg()
     straight = train_and_evaluate(cfg, tmp_path / "straight")

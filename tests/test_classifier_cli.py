@@ -198,6 +198,7 @@ def test_fool_perturb_reads_data_dir(trained, rgb_folder, tmp_path):
     assert len(originals) and all(image[..., 0].tobytes() in files for image in originals)
 
 
+@pytest.mark.slow
 def test_rgb_model_evaluates_grey_images(trained, rgb_folder, monkeypatch, tmp_path):
     """A 3-channel LeNet trained on the RGB files meets the grey built-in digits repeated to 3
     channels: the same numbers as on its own folder's copies of those digits."""

@@ -8,6 +8,7 @@ import logging
 import numpy as np
 import pytest
 from PIL import Image
+from resolving import like_the_cli
 
 from realsys_cli.classifier.config import ClassifierConfig, total_steps
 from realsys_cli.classifier.recipes import pick_recipe, recipe_for_dataset, resolve_train_config
@@ -38,10 +39,7 @@ def test_the_dataset_picks_the_recipe(dataset, recipe):
         recipe_path(recipe)  # it exists
 
 
-def _resolve(**options):
-    set_items = options.pop("set_items", None)
-    config_file = options.pop("config_file", None)
-    return resolve_train_config(config_file=config_file, options=options, set_items=set_items)
+_resolve = like_the_cli(resolve_train_config)
 
 
 def test_picked_recipe_gives_its_fields_and_says_so(caplog):

@@ -30,6 +30,7 @@ def _cfg(**overrides) -> ClassifierConfig:
     return ClassifierConfig(**{**base, **overrides})
 
 
+@pytest.mark.slow
 def test_a_crash_mid_epoch_resumes_from_the_periodic_checkpoint(tmp_path, monkeypatch):
     cfg = _cfg()
     straight = train_and_evaluate(cfg, tmp_path / "straight")
@@ -74,6 +75,7 @@ def test_a_signal_right_after_an_epoch_save_does_not_save_twice(tmp_path):
     assert read_status(tmp_path / "w")["status"] == "interrupted"
 
 
+@pytest.mark.slow
 def test_sigterm_saves_and_exits_143(tmp_path):
     """A scheduler's SIGTERM mid-run: the CLI saves the current state and exits 143; the same
     command then resumes from it."""
@@ -97,6 +99,7 @@ def test_sigterm_saves_and_exits_143(tmp_path):
     assert status["status"] == "interrupted" and status["step"] == step
 
 
+@pytest.mark.slow
 def test_a_diverging_run_keeps_a_checkpoint_that_resumes(tmp_path):
     """The issue's case: at a learning rate of 30 the loss reaches 1e22, still finite, before
     any NaN. The stop (an explosion over the run's median) names a checkpoint whose state is

@@ -131,6 +131,7 @@ def test_map_elites_champions_only_get_better(net):
                                history[-1], rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_evolve_cppn_runs_and_reports_generations(net, tmp_path):
     cfg = FoolConfig(method="evolve", encoding="cppn", generations=6, population=24,
                      target_classes=("3", "7"), cppn_max_hidden_nodes=3)

@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 from realsys_cli.cli import app
 from realsys_cli.errors import ConfigError
 from realsys_cli.fool import ascent as ascent_lib
-from realsys_cli.fool import screen
+from realsys_cli.fool import discriminator, screen, screen_stats
 from realsys_cli.fool.config import FoolConfig
 from realsys_cli.fool.target import load_frozen
 
@@ -71,28 +71,28 @@ def _brute_auroc(pos, neg) -> float:
 
 
 def test_auroc_by_hand_with_ties_and_the_extremes():
-    assert screen.auroc([3, 4], [1, 2]) == 1.0  # every real above every fooling image
-    assert screen.auroc([1, 2], [3, 4]) == 0.0
-    assert screen.auroc([5, 5, 5], [5, 5]) == 0.5  # all tied: chance
+    assert screen_stats.auroc([3, 4], [1, 2]) == 1.0  # every real above every fooling image
+    assert screen_stats.auroc([1, 2], [3, 4]) == 0.0
+    assert screen_stats.auroc([5, 5, 5], [5, 5]) == 0.5  # all tied: chance
     # pairs (pos, neg): (1,2) 0, (1,0) 1, (2,2) 1/2, (2,0) 1, (3,2) 1, (3,0) 1 -> 4.5 / 6
-    assert screen.auroc([1, 2, 3], [2, 0]) == 0.75
+    assert screen_stats.auroc([1, 2, 3], [2, 0]) == 0.75
     rng = np.random.default_rng(0)
     for _ in range(5):  # many ties: small integers
         pos, neg = rng.integers(0, 5, 17), rng.integers(0, 5, 11)
-        assert screen.auroc(pos, neg) == pytest.approx(_brute_auroc(pos, neg), abs=1e-12)
+        assert screen_stats.auroc(pos, neg) == pytest.approx(_brute_auroc(pos, neg), abs=1e-12)
     with pytest.raises(ValueError):
-        screen.auroc([], [1.0])
+        screen_stats.auroc([], [1.0])
 
 
 def test_threshold_keeps_95_percent_of_real_and_rejects_by_hand():
     real = np.arange(1, 21, dtype=float)[::-1]  # 20 scores, 20 .. 1
-    t = screen.threshold_keeping(real, 0.95)
+    t = screen_stats.threshold_keeping(real, 0.95)
     assert t == 2.0 and np.mean(real >= t) == 0.95  # 1 of 20 real images below: 5%
-    assert screen.rejected_share([0.0, 1.5, 2.0, 3.0], t) == 0.5  # 0 and 1.5 fall below 2
+    assert screen_stats.rejected_share([0.0, 1.5, 2.0, 3.0], t) == 0.5  # 0 and 1.5 fall below 2
     thousand = np.arange(1000, dtype=float)
-    assert screen.threshold_keeping(thousand, 0.95) == 50.0  # exactly 950 kept
-    assert screen.threshold_keeping(np.ones(7), 0.95) == 1.0  # ties: all kept
-    assert screen.threshold_keeping(np.arange(10.0), 0.5) == 5.0
+    assert screen_stats.threshold_keeping(thousand, 0.95) == 50.0  # exactly 950 kept
+    assert screen_stats.threshold_keeping(np.ones(7), 0.95) == 1.0  # ties: all kept
+    assert screen_stats.threshold_keeping(np.arange(10.0), 0.5) == 5.0
 
 
 def test_configs_route_set_keys_and_refuse_nonsense():
@@ -143,10 +143,10 @@ def test_realness_term_raises_the_judges_logit(runs):
 def test_d_scores_in_eval_mode_and_its_jax_twin_agrees(runs):
     """Eval mode: an image's score does not depend on the batch it is scored in. Without
     noise, the joint attack's differentiable D gives the host scores."""
-    gan = screen.load_gan(runs["gan"])
-    d = screen.discriminator_of(gan, noise_draws=2)
+    gan = discriminator.load_gan(runs["gan"])
+    d = discriminator.discriminator_of(gan, noise_draws=2)
     assert d.noise_std == pytest.approx(0.1) and d.image_size == 28
-    images = screen.generated_samples(gan, 12, seed=0)  # (12, 28, 28, 1) uint8
+    images = discriminator.generated_samples(gan, 12, seed=0)  # (12, 28, 28, 1) uint8
     alone, together = d.score(images[:3]), d.score(images)
     np.testing.assert_allclose(alone, together[:3], rtol=1e-5, atol=1e-5)
     clean = dataclasses.replace(d, noise_std=0.0)
@@ -155,13 +155,13 @@ def test_d_scores_in_eval_mode_and_its_jax_twin_agrees(runs):
 
 
 def test_a_gan_of_other_classes_or_too_small_is_refused(runs):
-    gan = screen.load_gan(runs["gan"])
-    d, net = screen.discriminator_of(gan), load_frozen(runs["cls"])
-    screen.check_matches(d, net)  # the same digits: fine
+    gan = discriminator.load_gan(runs["gan"])
+    d, net = discriminator.discriminator_of(gan), load_frozen(runs["cls"])
+    discriminator.check_matches(d, net)  # the same digits: fine
     with pytest.raises(ConfigError, match="not on the classes"):
-        screen.check_matches(dataclasses.replace(d, class_names=tuple("abcdefghij")), net)
+        discriminator.check_matches(dataclasses.replace(d, class_names=tuple("abcdefghij")), net)
     with pytest.raises(ConfigError, match="shrunk"):
-        screen.check_matches(d, dataclasses.replace(net, image_size=64))
+        discriminator.check_matches(d, dataclasses.replace(net, image_size=64))
 
 
 # ------------------------------------------------------------------------- end to end
@@ -209,8 +209,8 @@ def test_fool_screen_json_report_and_files(screened):
     scores = np.load(out / "scores.npz")
     labels = list(scores["labels"])
     real, mine = scores[f"d_{labels.index('real (test)')}"], labels.index("ascent")
-    assert screen.auroc(real, scores[f"d_{mine}"]) == groups["ascent"]["auroc"]
-    assert screen.threshold_keeping(real, 0.95) == data["threshold"]
+    assert screen_stats.auroc(real, scores[f"d_{mine}"]) == groups["ascent"]["auroc"]
+    assert screen_stats.threshold_keeping(real, 0.95) == data["threshold"]
 
 
 @pytest.mark.slow  # a whole fool-screen run

@@ -112,6 +112,7 @@ def _discriminator_by_hand(steps, state, clips: np.ndarray) -> dict[str, float]:
     return {k: float(v) for k, v in by_hand(state).items()}
 
 
+@pytest.mark.slow
 def test_adversarial_step_updates_both_networks():
     steps, state = _steps(_cfg(adversarial=True))
     assert steps.adversarial
@@ -148,6 +149,7 @@ def _final_state(workdir) -> dict:
     return load_trained(workdir, best=False).state
 
 
+@pytest.mark.slow
 def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path):
     cfg = _cfg()
     straight = train_and_evaluate(cfg, tmp_path / "straight")
@@ -201,6 +203,7 @@ def test_resume_is_exact_with_scheduled_sampling_and_adversarial(tmp_path):
         assert logged(tmp_path / "resumed", step) == logged(tmp_path / "straight", step)
 
 
+@pytest.mark.slow
 def test_scheduled_sampling_changes_the_step_while_truth_is_fed():
     """At step 0 of a 10-step schedule every future frame the forecaster gets is the true one:
     the same weights and batch then give another loss than the free-running step."""
@@ -212,6 +215,7 @@ def test_scheduled_sampling_changes_the_step_while_truth_is_fed():
     assert losses[10] != pytest.approx(losses[0], rel=1e-4)
 
 
+@pytest.mark.slow
 def test_step_sharded_over_4_devices_equals_one_device():
     """The frames step, data parallel (batch of 8 clips over 4 devices, state replicated), with
     every term on: the observed-frames loss, scheduled sampling, the discriminator. The new
@@ -235,6 +239,7 @@ def test_clips_too_short_and_image_data_are_clear(tmp_path):
         train_and_evaluate(_cfg(patch_size=5), tmp_path / "w")
 
 
+@pytest.mark.slow
 def test_scored_on_the_real_moving_mnist_file(served, tmp_path):
     """--set eval_dataset=moving_mnist: a stand-in of the authors' file, (20, N, 64, 64), is
     downloaded from the mirror, prepared, and scores the model trained on moving-digits."""

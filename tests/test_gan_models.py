@@ -135,6 +135,7 @@ def test_strided_conv_matches_lax_values_and_gradients(side):
             np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_discriminator_convolutions_take_the_fast_path_only_where_it_applies(monkeypatch):
     """nnx.Conv(conv_general_dilated=...) sends exactly D's stride-2 layers to strided_conv,
     and the whole D gives lax's logits and gradients."""
@@ -203,6 +204,7 @@ def test_learning_rate_decays_linearly_to_zero_after_its_start():
     assert -float(update) == pytest.approx(0.1, rel=1e-5)
 
 
+@pytest.mark.slow
 def test_instance_noise_follows_its_schedule_and_changes_what_d_sees():
     cfg = GanConfig(latent_dim=8, width=4, instance_noise=0.2)
     steps, state = build(cfg, image_size=28, channels=1, total_steps=10)

@@ -6,6 +6,7 @@ import dataclasses
 import json
 import logging
 
+from resolving import like_the_cli
 from typer.testing import CliRunner
 
 from realsys_cli.cli import app
@@ -13,11 +14,7 @@ from realsys_cli.config import read_config_file, recipe_path
 from realsys_cli.gan.config import GanConfig
 from realsys_cli.gan.recipes import resolve_gan_config
 
-
-def _resolve(**options):
-    set_items = options.pop("set_items", None)
-    config_file = options.pop("config_file", None)
-    return resolve_gan_config(config_file=config_file, options=options, set_items=set_items)
+_resolve = like_the_cli(resolve_gan_config)
 
 
 def test_no_options_trains_the_digits_recipe_and_says_so(caplog):

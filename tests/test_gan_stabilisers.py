@@ -247,6 +247,7 @@ def test_diffaugment_policy_is_checked():
         GanConfig(diffaugment="color,color")
 
 
+@pytest.mark.slow
 def test_every_image_d_sees_is_augmented_with_the_same_transforms_and_fresh_keys(monkeypatch):
     """Per step: D's real batch, D's fake batch and each of G's updates (2 here) go through
     the whole policy, in order, each call with a key of its own."""
@@ -365,6 +366,7 @@ def test_the_new_fields_are_not_resumable_changes():
 
 
 # ---------------------------------------------------------------------------- exact resume
+@pytest.mark.slow
 def test_a_checkpoint_with_every_stabiliser_on_continues_exactly(tmp_path):
     """4 steps straight, against 2 steps, a checkpoint, a restore into the template that
     `realsys sample` and a resumed run build (jax.eval_shape of `build`), and 2 more: the whole

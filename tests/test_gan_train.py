@@ -100,6 +100,7 @@ def test_train_gan_json_has_the_promised_fields(trained):
     assert len(fids) == 2 and fids[-1] == pytest.approx(data["fid"])
 
 
+@pytest.mark.slow
 def test_sample_grid_walk_and_score(trained):
     workdir, train_result, root = trained
     grid = runner.invoke(app, ["sample", "--from", str(workdir), "-n", "9", "--out",
@@ -182,6 +183,7 @@ def _interrupt_at_step_11_and_resume(cfg: GanConfig, workdir) -> dict:
     return resumed
 
 
+@pytest.mark.slow
 def test_interrupted_and_resumed_run_equals_uninterrupted(trained, tmp_path, monkeypatch):
     """The fixture's CLI run is the uninterrupted one; this one is stopped by Ctrl-C at step 11
     and resumed by running it again. Only the judge's location differs (same judge)."""

@@ -103,6 +103,7 @@ def check_top(result: dict) -> None:
     assert result["errors"] == {}
 
 
+@pytest.mark.slow
 def test_quick_run_of_one_workload(tmp_path):
     printed, written = run_script(tmp_path, "--no-alexnet", "--workloads", "classifier_eval")
     assert printed == written

@@ -182,6 +182,7 @@ def test_max_pool_equals_reduce_window(window, stride, hw):
 # --- initialisation ----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_alexnet_paper_init_is_its_default():
     # image size 63 gives a 1x1 final map: the full conv stack with a small fc6
     model = build_classifier(
@@ -196,6 +197,7 @@ def test_alexnet_paper_init_is_its_default():
         np.testing.assert_array_equal(np.asarray(layer.bias[...]), bias, err_msg=name)
 
 
+@pytest.mark.slow
 def test_he_init_is_the_small_models_default():
     model = build_classifier(
         "alexnet-small", num_classes=10, in_channels=3, image_size=32, rngs=nnx.Rngs(0)

@@ -109,6 +109,7 @@ def test_conv_translator_parameter_count_shapes_and_dilations():
         _model(translator="mlp")
 
 
+@pytest.mark.slow
 def test_conv_translator_is_causal_and_per_clip():
     model = _model(translator="conv")
     observed = jax.random.uniform(jax.random.key(2), (3, 3, 16, 16, 1))
@@ -235,6 +236,7 @@ def test_every_observed_frame_and_no_other_clip_matters():
     np.testing.assert_allclose(alone[0], base[1], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_rollout_feeds_its_own_predictions_back_and_has_the_length_asked():
     """Past T' = 3 frames the last 3 frames so far (here the 3 predictions, as frames) are the
     next observed clip; the rollout's first pass is the plain prediction."""

@@ -106,6 +106,7 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path):
     assert resumed["eval_accuracy"] == straight["eval_accuracy"]
 
 
+@pytest.mark.slow
 def test_plateau_schedule_resumes_exactly_after_a_cut(tmp_path):
     """schedule=plateau, patience 1: a learning rate too small to change any prediction keeps
     the validation accuracy flat, so the rate is divided by 10 at the end of epochs 2 and 3.
