@@ -8,23 +8,32 @@ peer_torch's own main (same modes, same JSON-lines protocol):
     .torchref/bin/python bench/peer_torch_simvp.py --wl frames_simvp --modes eager,compile
     .torchref/bin/python bench/peer_torch_simvp.py --serve        # what bench/run.py starts
 
-The network is realsys_cli/models/simvp.py's at predict-frames' default sizes
-(configs/simvp_moving_digits.toml: hid_S 8, hid_T 128, N_S 4, 3 gSTA blocks, attention kernel 21,
-MLP ratio 4, skip "each"), written in torch the way OpenSTL writes it (openstl/models/
+The network is realsys_cli/models/simvp.py's at predict-frames' default sizes, read from the
+recipe itself (configs/simvp_moving_digits.toml: hid_S, hid_T, N_S, N_T, the patch, the kernels,
+the MLP ratio; skip "each"), written in torch the way OpenSTL writes it (openstl/models/
 simvp_model.py, openstl/modules/simvp_modules.py) but with realsys's two choices: GroupNorm(1)
-in the gSTA blocks and logits out. Same parameter count (542,529). The step: (B, 10, 1, 64, 64)
+in the gSTA blocks and logits out, and its space-to-depth patch (torch's pixel_unshuffle /
+pixel_shuffle) when the recipe sets one. Same parameter count (bench/run.py checks it). The step: (B, 10, 1, 64, 64)
 in, MSE of sigmoid(logits) against the 10 future frames, gradient clipping at norm 1, fused Adam,
 batch 16, as realsys's (which also converts the uint8 clip and advances a cosine schedule).
 """
 import sys
+import tomllib
+from pathlib import Path
 
 import peer_torch
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-HID_S, HID_T, N_S, N_T, T_IN, T_OUT = 8, 128, 4, 3, 10, 10
-KERNEL, ATTN_KERNEL, MLP_RATIO = 3, 21, 4.0
+RECIPE = tomllib.loads((Path(__file__).resolve().parent.parent / "realsys_cli" / "configs"
+                        / "simvp_moving_digits.toml").read_text())
+assert RECIPE["simvp_translator"] == "gsta" and RECIPE["simvp_skip"] == "each", RECIPE
+HID_S, HID_T, N_S, N_T = (RECIPE[f"simvp_{k}"] for k in ("hid_s", "hid_t", "n_s", "n_t"))
+PATCH = RECIPE.get("simvp_patch", 1)
+T_IN, T_OUT = RECIPE["input_frames"], RECIPE["output_frames"]
+KERNEL, ATTN_KERNEL = RECIPE["simvp_kernel"], RECIPE["simvp_attention_kernel"]
+MLP_RATIO = RECIPE["simvp_mlp_ratio"]
 
 
 class ConvSC(nn.Module):
@@ -109,22 +118,29 @@ class GABlock(nn.Module):
 class SimVP(nn.Module):  # (B, 10, 1, 64, 64) -> logits of the next 10 frames, same shape
     def __init__(self):
         super().__init__()
-        self.encoder = Encoder(1, HID_S, N_S, KERNEL)
+        cells = PATCH * PATCH  # a frame's channels after space-to-depth (1 colour)
+        self.encoder = Encoder(cells, HID_S, N_S, KERNEL)
         cin, cout = T_IN * HID_S, T_OUT * HID_S
         self.blocks = nn.ModuleList(GABlock(d, ATTN_KERNEL, MLP_RATIO)
                                     for d in [cin] + [HID_T] * (N_T - 1))
         self.reduce_in, self.reduce_out = nn.Conv2d(cin, HID_T, 1), nn.Conv2d(HID_T, cout, 1)
-        self.decoder = Decoder(HID_S, 1, N_S, KERNEL)
+        self.decoder = Decoder(HID_S, cells, N_S, KERNEL)
 
     def forward(self, x):
         b, t, c, h, w = x.shape
-        latent, skip = self.encoder(x.reshape(b * t, c, h, w))
+        cells = x.reshape(b * t, c, h, w)
+        if PATCH > 1:
+            cells = F.pixel_unshuffle(cells, PATCH)  # (B*T, p*p*C, H/p, W/p)
+        latent, skip = self.encoder(cells)
         _, s, hl, wl = latent.shape
         z = self.reduce_in(self.blocks[0](latent.reshape(b, t * s, hl, wl)))
         for block in self.blocks[1:]:
             z = block(z)
         z = self.reduce_out(z).reshape(b * T_OUT, s, hl, wl)
-        return self.decoder(z, skip).reshape(b, T_OUT, c, h, w)
+        out = self.decoder(z, skip)  # (B*T', p*p*C, H/p, W/p)
+        if PATCH > 1:
+            out = F.pixel_shuffle(out, PATCH)
+        return out.reshape(b, T_OUT, c, h, w)
 
 
 class FramesSimVP(peer_torch.Workload):

@@ -93,6 +93,43 @@ def test_parameter_count_by_hand():
     assert gating.conv_spatial.kernel.shape == (7, 7, 1, 12) and gating.conv_spatial.dilation == 3
 
 
+def test_patched_model_parameter_count_shapes_and_pixel_order():
+    """patch=2: a 16x16x1 frame is read as 8x8x4, so the encoder's first conv takes 4 channels
+    and the readout gives 4, put back as 16x16x1; the rest is the unpatched model's."""
+    model = nnx.eval_shape(lambda: _model(patch=2))
+    encoder = _convsc(4, 4) + _convsc(4, 4)  # on the 8x8 cells (the skip), then stride 2
+    decoder = _convsc(4, 4, up=True) + _convsc(4, 4) + _conv(1, 4, 4)  # readout: 2x2x1 cells
+    translator = _gsta(12, 2.0, 5, 3) + _conv(1, 12, 8) + _gsta(8, 2.0, 5, 3) + _conv(1, 8, 12)
+    assert count_params(model) == encoder + translator + decoder == 4_344
+    x = jnp.zeros((2, 3, 16, 16, 1))
+    for horizon in (3, 5):
+        assert nnx.eval_shape(lambda h=horizon: _model(patch=2)(x, h)).shape == (2, horizon, 16,
+                                                                                  16, 1)
+    latent, skip = nnx.eval_shape(lambda: _model(patch=2).encoder(jnp.zeros((6, 8, 8, 4))))
+    assert latent.shape == (6, 4, 4, 4) and skip.shape == (6, 8, 8, 4)
+    # the readout's channel j of cell (i, k) is pixel (2i + j // 2, 2k + j % 2): a readout that
+    # lights channel 3 only (bias) lights the bottom-right pixel of every 2x2 cell
+    real = _model(patch=2)
+    real.decoder.readout.kernel[...] = jnp.zeros_like(real.decoder.readout.kernel[...])
+    real.decoder.readout.bias[...] = jnp.array([-9.0, -9.0, -9.0, 9.0])
+    out = np.asarray(real(jax.random.uniform(jax.random.key(0), (1, 3, 16, 16, 1)), 3))
+    assert (out[..., 1::2, 1::2, 0] == 9).all() and (out[..., 0::2, :, 0] == -9).all()
+    assert (out[..., 1::2, 0::2, 0] == -9).all()
+    with pytest.raises(ValueError, match="patch must be at least 1"):
+        _model(patch=0)
+
+
+def test_patched_model_is_causal_and_per_clip():
+    model = _model(patch=2)
+    observed = jax.random.uniform(jax.random.key(2), (3, 3, 16, 16, 1))
+    run = nnx.jit(lambda m, x: m(x, 3))
+    base = np.asarray(run(model, observed))
+    for t in (0, 2):
+        assert np.abs(np.asarray(run(model, observed.at[:, t].add(0.5))) - base).max() > 1e-6
+    alone = np.asarray(run(model, observed[1:2]))
+    np.testing.assert_allclose(alone[0], base[1], rtol=1e-5, atol=1e-6)
+
+
 def test_conv_translator_parameter_count_shapes_and_dilations():
     """translator="conv": 1x1 12 -> 8, 3 residual blocks (GroupNorm, 3x3, GroupNorm, 3x3 on
     8 channels, a layer scale), 1x1 8 -> 12; the encoder and decoder as gSTA's model's."""
@@ -267,6 +304,7 @@ def test_rollout_feeds_its_own_predictions_back_and_has_the_length_asked():
     (dict(simvp_n_t=1), "simvp_n_t must be at least 2"),
     (dict(simvp_kernel=4), "simvp_kernel must be odd"),
     (dict(simvp_mlp_ratio=0.0), "simvp_mlp_ratio must be positive"),
+    (dict(simvp_patch=0), "simvp_patch must be at least 1"),
     (dict(output_frames=2), "needs output_frames = input_frames"),
     (dict(scheduled_sampling_steps=5), "SimVP predicts all future frames at once"),
     (dict(schedule="plateau"), "schedule must be one of"),
@@ -279,14 +317,18 @@ def test_bad_simvp_configs_are_refused(overrides, says):
 def test_convlstm_configs_are_untouched_by_simvp_fields():
     FramesConfig(simvp_hid_s=3, output_frames=2, scheduled_sampling_steps=5)  # no error
     assert FramesConfig().spatial_divisor == 4 and _cfg().spatial_divisor == 2
+    assert _cfg(simvp_patch=2).spatial_divisor == 4
+    assert _cfg(simvp_patch=4, simvp_n_s=4).spatial_divisor == 16
 
 
 def test_frames_that_do_not_halve_are_clear():
     from realsys_cli.data.dataset import open_dataset
 
     data = open_dataset(TINY)
-    with pytest.raises(ConfigError, match="cannot be halved 7 times"):
+    with pytest.raises(ConfigError, match="halved 7 times"):
         setup.check_frames(_cfg(simvp_n_s=14), data)
+    with pytest.raises(ConfigError, match="patches of 128 px halved 1 times"):
+        setup.check_frames(_cfg(simvp_patch=128), data)
 
 
 runner = CliRunner()

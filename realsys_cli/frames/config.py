@@ -41,6 +41,8 @@ class FramesConfig:
     simvp_hid_s: int = 8  # channels of the per-frame encoder and decoder (hid_S: 64); even
     simvp_hid_t: int = 128  # channels of the translator's inner blocks (hid_T: 512)
     simvp_n_s: int = 4  # encoder and decoder blocks, every second strided (N_S: 4, 64 -> 16 px)
+    simvp_patch: int = 1  # space-to-depth before the encoder (1 = none, OpenSTL's SimVP): 2
+    #   reads a 64x64x1 frame as 32x32x4, so N_S = 2 reaches the same 16x16 latent grid
     simvp_translator: Literal["gsta", "conv"] = "gsta"  # gSTA blocks (SimVP v2), or residual
     #   blocks of dense 3x3 convolutions, which XLA:CPU runs about 4x faster (models/simvp.py)
     simvp_n_t: int = 3  # translator blocks, at least 2 (N_T: 8)
@@ -110,7 +112,7 @@ class FramesConfig:
         check_fields(self)
 
     def _check_simvp(self) -> None:
-        for name in ("simvp_hid_t", "simvp_kernel", "simvp_attention_kernel"):
+        for name in ("simvp_hid_t", "simvp_kernel", "simvp_attention_kernel", "simvp_patch"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
         if self.simvp_hid_s < 2 or self.simvp_hid_s % 2:
@@ -135,8 +137,10 @@ class FramesConfig:
     @property
     def spatial_divisor(self) -> int:
         """What the frames' height and width must be multiples of: the ConvLSTM's patch, or
-        SimVP's downsampling 2^(N_S/2)."""
-        return 2 ** (self.simvp_n_s // 2) if self.model == "simvp" else self.patch_size
+        SimVP's patch times its downsampling 2^(N_S/2)."""
+        if self.model == "simvp":
+            return self.simvp_patch * 2 ** (self.simvp_n_s // 2)
+        return self.patch_size
 
 
 # Fields that may differ when a run is resumed: they do not change what was trained so far.

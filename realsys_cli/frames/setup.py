@@ -43,9 +43,10 @@ def check_frames(cfg: FramesConfig, dataset: Dataset, *, scored: bool = True) ->
     size = cfg.spatial_divisor
     if h is None or w is None or h % size or w % size:
         if cfg.model == "simvp":
-            raise ConfigError(f"frames of {h}x{w} px cannot be halved {cfg.simvp_n_s // 2} times "
-                              f"by SimVP's encoder (simvp_n_s = {cfg.simvp_n_s}); --set "
-                              "simvp_n_s=... lower")
+            raise ConfigError(f"frames of {h}x{w} px do not split into patches of "
+                              f"{cfg.simvp_patch} px halved {cfg.simvp_n_s // 2} times by "
+                              f"SimVP's encoder (simvp_patch = {cfg.simvp_patch}, simvp_n_s = "
+                              f"{cfg.simvp_n_s}); --set simvp_n_s=... or simvp_patch=... lower")
         raise ConfigError(f"frames of {h}x{w} px do not split into patches of {cfg.patch_size} "
                           "px; --set patch_size=... to a divisor of both")
     return int(h), int(w), int(c)
@@ -60,7 +61,7 @@ def make_model(cfg: FramesConfig, channels: int) -> ConvLSTMPredictor | SimVP:
                      translator_blocks=cfg.simvp_n_t, kernel=cfg.simvp_kernel,
                      attention_kernel=cfg.simvp_attention_kernel,
                      mlp_ratio=cfg.simvp_mlp_ratio, skip=cfg.simvp_skip,
-                     translator=cfg.simvp_translator, rngs=rngs)
+                     translator=cfg.simvp_translator, patch=cfg.simvp_patch, rngs=rngs)
     return ConvLSTMPredictor(channels=channels, hidden=tuple(cfg.hidden_channels),
                              kernel=cfg.kernel_size, patch_size=cfg.patch_size,
                              shared_weights=cfg.shared_weights, rngs=rngs)

@@ -27,7 +27,12 @@ Where this differs from OpenSTL, and why:
     future frame k (`skip="each"`, the default; it needs T' = T); `skip="last"` adds the last
     observed frame's features to every future frame;
   * past T' frames (the movie) the model feeds its own T' predictions back as the next observed
-    frames, T' at a time (`__call__` with a larger `horizon`).
+    frames, T' at a time (`__call__` with a larger `horizon`);
+  * `patch` > 1 (space-to-depth, as OpenSTL patches the ConvLSTM's frames): every frame
+    (H, W, C) is read as (H/p, W/p, p*p*C) before the encoder and the readout's p*p*C channels
+    are put back as (H, W, C). With p = 2 and N_S = 2 the latent grid is the same H/4 as with
+    p = 1 and N_S = 4, without the encoder's and decoder's full-resolution layers, which cost
+    most of a step on XLA:CPU at hid_S 8 (docs/frames.md).
 
 Causal by construction: the model's only input is the observed frames; `__call__` takes no
 future frames at all (tests/test_simvp.py).
@@ -41,6 +46,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from realsys_cli.models.convlstm import patch as space_to_depth
+from realsys_cli.models.convlstm import unpatch as depth_to_space
 from realsys_cli.models.simvp_ops import depthwise_conv, group_norm, pixel_shuffle
 
 SKIPS = ("each", "last")
@@ -282,7 +289,7 @@ class SimVP(nnx.Module):
         logits = model(observed, horizon=10)   # (B, 10, H, W, C); sigmoid(logits) = the frames
 
     `observed` (B, input_frames, H, W, C) float in [0, 1]; H and W divisible by
-    2^(spatial_blocks/2). A `horizon` past `future_frames` feeds the predictions back (see
+    patch * 2^(spatial_blocks/2). A `horizon` past `future_frames` feeds the predictions back (see
     `__call__`).
     """
 
@@ -290,7 +297,7 @@ class SimVP(nnx.Module):
                  hid_s: int = 8, hid_t: int = 128, spatial_blocks: int = 4,
                  translator_blocks: int = 3, kernel: int = 3, attention_kernel: int = 21,
                  mlp_ratio: float = 4.0, skip: str = "each", output_bias: float = -3.0,
-                 translator: str = "gsta", rngs: nnx.Rngs) -> None:
+                 translator: str = "gsta", patch: int = 1, rngs: nnx.Rngs) -> None:
         if translator not in TRANSLATORS:
             raise ValueError(f"translator must be one of {', '.join(TRANSLATORS)}, got "
                              f"{translator!r}")
@@ -299,22 +306,28 @@ class SimVP(nnx.Module):
         if skip == "each" and future_frames != input_frames:
             raise ValueError("skip='each' adds observed frame k's features to future frame k: it "
                              "needs as many future frames as observed ones (or skip='last')")
+        if patch < 1:
+            raise ValueError(f"patch must be at least 1, got {patch}")
         self.input_frames, self.future_frames, self.skip = input_frames, future_frames, skip
-        self.encoder = Encoder(channels, hid_s, spatial_blocks, kernel, rngs=rngs)
+        self.patch = patch
+        cells = channels * patch * patch  # a frame cell's values after space-to-depth
+        self.encoder = Encoder(cells, hid_s, spatial_blocks, kernel, rngs=rngs)
         cin, cout = input_frames * hid_s, future_frames * hid_s
         self.translator = (
             Translator(cin, hid_t, cout, translator_blocks, attention_kernel, mlp_ratio,
                        rngs=rngs) if translator == "gsta"
             else ConvTranslator(cin, hid_t, cout, translator_blocks, rngs=rngs))
-        self.decoder = Decoder(hid_s, channels, spatial_blocks, kernel, output_bias=output_bias,
+        self.decoder = Decoder(hid_s, cells, spatial_blocks, kernel, output_bias=output_bias,
                                rngs=rngs)
 
     def predict_once(self, observed: jax.Array) -> jax.Array:
         """observed (B, T, H, W, C) in [0, 1] -> logits of the next T' frames (B, T', H, W, C)."""
-        b, t, h, w, c = observed.shape
-        t_out = self.future_frames
-        # latent (B*T, h', w', S), skip (B*T, H, W, S)
-        latent, skip = self.encoder(observed.reshape(b * t, h, w, c))
+        b, t, h0, w0, c0 = observed.shape
+        t_out, p = self.future_frames, self.patch
+        cells = space_to_depth(observed.reshape(b * t, h0, w0, c0), p)  # (B*T, H/p, W/p, p*p*C)
+        _, h, w, c = cells.shape
+        # latent (B*T, h', w', S), skip (B*T, H/p, W/p, S)
+        latent, skip = self.encoder(cells)
         _, hl, wl, s = latent.shape
         # frames side by side along channels: (B, h', w', T*S), frame-major as torch's view
         z = latent.reshape(b, t, hl, wl, s).transpose(0, 2, 3, 1, 4).reshape(b, hl, wl, t * s)
@@ -322,8 +335,8 @@ class SimVP(nnx.Module):
         z = z.reshape(b, hl, wl, t_out, s).transpose(0, 3, 1, 2, 4).reshape(b * t_out, hl, wl, s)
         skip = skip.reshape(b, t, h, w, s)
         skip = skip if self.skip == "each" else jnp.broadcast_to(skip[:, -1:], (b, t_out, h, w, s))
-        logits = self.decoder(z, skip.reshape(b * t_out, h, w, s))  # (B*T', H, W, C)
-        return logits.reshape(b, t_out, h, w, c)
+        logits = self.decoder(z, skip.reshape(b * t_out, h, w, s))  # (B*T', H/p, W/p, p*p*C)
+        return depth_to_space(logits, p).reshape(b, t_out, h0, w0, c0)
 
     def __call__(self, observed: jax.Array, horizon: int) -> jax.Array:
         """Logits of the `horizon` frames after `observed` (B, T, H, W, C): (B, horizon, ...).
