@@ -13,9 +13,9 @@ recipe itself (configs/simvp_moving_digits.toml: hid_S, hid_T, N_S, N_T, the pat
 the MLP ratio; skip "each"), written in torch the way OpenSTL writes it (openstl/models/
 simvp_model.py, openstl/modules/simvp_modules.py) but with realsys's two choices: GroupNorm(1)
 in the gSTA blocks and logits out, and its space-to-depth patch (torch's pixel_unshuffle /
-pixel_shuffle) when the recipe sets one. Same parameter count (bench/run.py checks it). The step: (B, 10, 1, 64, 64)
-in, MSE of sigmoid(logits) against the 10 future frames, gradient clipping at norm 1, fused Adam,
-batch 16, as realsys's (which also converts the uint8 clip and advances a cosine schedule).
+pixel_shuffle) when the recipe sets one. Same parameter count (bench/run.py checks it). The
+step: (B, 10, 1, 64, 64) in, MSE of sigmoid(logits) against the 10 future frames, gradient
+clipping at norm 1, fused Adam, batch 16, as realsys's (which also converts the uint8 clip and advances a cosine schedule).
 """
 import sys
 import tomllib

@@ -203,20 +203,22 @@ def frames_workload() -> StepWorkload:
                         "steps; BCE + training.optim adam")
 
 
-def frames_simvp_workload() -> StepWorkload:
+def frames_simvp_workload(set_items: list[str] | None = None) -> StepWorkload:
+    """predict-frames' default step; `set_items` (`--set` items, e.g. ["simvp_patch=2"]) make
+    a variant of it (bench/frames_variants.py); the bench itself gives none."""
     from realsys_cli.frames import setup
     from realsys_cli.frames.recipes import resolve_frames_config
     from realsys_cli.frames.steps import init_state
 
     cfg = resolve_frames_config(config_file=None, options={"batch_size": BATCH["frames_simvp"]},
-                                set_items=None)  # what `realsys predict-frames` trains
+                                set_items=set_items)  # what `realsys predict-frames` trains
     model = setup.make_model(cfg, channels=1)
     steps = setup.make_steps(cfg, model, total_steps=100_000)
     state = init_state(model, steps.tx, cfg.seed)
     rng = np.random.default_rng(0)
     frames = cfg.input_frames + cfg.output_frames
     batch = {"video": jax.device_put(
-        rng.integers(0, 256, (BATCH["frames_simvp"], frames, 64, 64, 1), dtype=np.uint8))}
+        rng.integers(0, 256, (cfg.batch_size, frames, 64, 64, 1), dtype=np.uint8))}
     train_step = steps.make_train_step()
 
     def step(carry: dict[str, Any]) -> dict[str, Any]:

@@ -325,7 +325,7 @@ class SimVP(nnx.Module):
         b, t, h0, w0, c0 = observed.shape
         t_out, p = self.future_frames, self.patch
         cells = space_to_depth(observed.reshape(b * t, h0, w0, c0), p)  # (B*T, H/p, W/p, p*p*C)
-        _, h, w, c = cells.shape
+        _, h, w, _ = cells.shape
         # latent (B*T, h', w', S), skip (B*T, H/p, W/p, S)
         latent, skip = self.encoder(cells)
         _, hl, wl, s = latent.shape
