@@ -15,7 +15,7 @@ simvp_model.py, openstl/modules/simvp_modules.py) but with realsys's two choices
 in the gSTA blocks and logits out, and its space-to-depth patch (torch's pixel_unshuffle /
 pixel_shuffle) when the recipe sets one. Same parameter count (bench/run.py checks it). The
 step: (B, 10, 1, 64, 64) in, MSE of sigmoid(logits) against the 10 future frames, gradient
-clipping at norm 1, fused Adam, batch 16, as realsys's (which also converts the uint8 clip and advances a cosine schedule).
+clipping at norm 1, fused Adam, the recipe's batch, as realsys's (which also converts the uint8 clip and advances a cosine schedule).
 """
 import sys
 import tomllib
@@ -146,7 +146,7 @@ class SimVP(nn.Module):  # (B, 10, 1, 64, 64) -> logits of the next 10 frames, s
 class FramesSimVP(peer_torch.Workload):
     unit = "step"
 
-    def __init__(self, mode, batch=16):
+    def __init__(self, mode, batch=RECIPE["batch_size"]):
         self.model = SimVP().train()
         self.params_count = peer_torch.nparams(self.model)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=4e-3, fused=True)

@@ -40,6 +40,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from realsys_cli.launch import tuned_environment  # noqa: E402  (the `realsys` launcher's malloc)
+
 # peer_torch.py (the shared bench's six workloads) with frames_simvp added to its builders
 PEER = ROOT / "bench" / "peer_torch_simvp.py"
 TORCH_PYTHON = ROOT / ".torchref" / "bin" / "python"
@@ -289,6 +292,9 @@ def main() -> int:
                     help="comma-separated, from: " + ", ".join(WORKLOADS))
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--modes", default="eager,compile", help="the peer's modes to measure")
+    ap.add_argument("--malloc", choices=("tuned", "default"), default="tuned",
+                    help="both sides run under the glibc malloc tunables the `realsys` launcher "
+                         "sets (realsys_cli/launch.py), or under glibc's defaults")
     ap.add_argument("--jax-flags", choices=("auto", "training", "inference", "default", "both"),
                     default="auto")
     ap.add_argument("--round-seconds", type=float, default=3.0,
@@ -334,6 +340,9 @@ def main() -> int:
     workers: dict[str, Worker] = {}
 
     pin, env = [], {}
+    if a.malloc == "tuned":  # what a user's `realsys` command runs under, given to both sides
+        env["GLIBC_TUNABLES"] = (tuned_environment(dict(os.environ)) or os.environ).get(
+            "GLIBC_TUNABLES", "")
     if a.cpus:
         pin = ["taskset", "-c", a.cpus]
         env["TORCHB_THREADS"] = str(len(os.sched_getaffinity(0) & cpu_list(a.cpus)))
@@ -387,7 +396,8 @@ def main() -> int:
     mismatched = [r["workload"] for r in rows if r.get("params_match") is False]
     result = {"started": started, "host": platform.node(), "cpus": os.cpu_count(),
               "load_before": load_before, "load_after": load_after, "rounds": a.rounds,
-              "jax_flags": a.jax_flags, "cpus_pinned": a.cpus or None, "workers": infos,
+              "jax_flags": a.jax_flags, "malloc": a.malloc,
+              "glibc_tunables": env.get("GLIBC_TUNABLES"), "cpus_pinned": a.cpus or None, "workers": infos,
               "workloads": rows}
     result["modes"] = modes
     print(json.dumps(result) if a.json else report(result))

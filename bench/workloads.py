@@ -19,9 +19,9 @@ parameter counts) run through the code a realsys command runs:
   not predict-frames' encoder-forecaster) trained with BCE and training.optim's Adam under one
   jit with the state donated, batch 16.
 - frames_simvp: `realsys predict-frames`' default step (frames.recipes picks simvp_moving_digits:
-  SimVP gSTA, 542,529 parameters; frames.setup.make_model / make_steps ->
+  SimVP gSTA, 538,620 parameters, batch 8; frames.setup.make_model / make_steps ->
   FramesSteps.make_train_step): 10 uint8 frames in, MSE on the sigmoid of all 10 future frames,
-  Adam 4e-3 with its warmup-cosine schedule and clipping at 1, batch 16 of 64x64x1 clips. The
+  Adam 4e-3 with its warmup-cosine schedule and clipping at 1, on 64x64x1 clips. The
   peer is bench/peer_torch_simvp.py's SimVP, the same layers and parameter count.
 - fool: fool.ascent.make_ascent_step (what `realsys fool` runs) on the classifier workload's
   network (alexnet-small, 64 px, untrained weights: the cost of a step does not depend on them),
@@ -44,13 +44,16 @@ import numpy as np
 import optax
 from flax import nnx
 
+from realsys_cli.config import read_config_file, recipe_path
 from realsys_cli.models import count_params
 from realsys_cli.models.convlstm import ConvLSTMCell
 
 ROOT = Path(__file__).resolve().parent.parent
 
 BATCH = {"classifier": 128, "classifier_eval": 128, "classifier_small": 128,
-         "dcgan": 64, "frames": 16, "frames_simvp": 16, "fool": 16}
+         "dcgan": 64, "frames": 16, "fool": 16,
+         # predict-frames' own batch (its peer reads the same recipe)
+         "frames_simvp": read_config_file(recipe_path("simvp_moving_digits"))["batch_size"]}
 RECIPES = {"classifier": "alexnet_shapes", "classifier_eval": "alexnet_shapes",
            "classifier_small": "lenet_digits"}
 SIDES = {"classifier": (64, 3), "classifier_eval": (64, 3), "classifier_small": (28, 1)}
@@ -88,7 +91,7 @@ class ClassifierWorkload(Workload):
         from realsys_cli.classifier.config import ClassifierConfig
         from realsys_cli.classifier.setup import DataFacts, make_model, make_steps
         from realsys_cli.classifier.steps import init_state
-        from realsys_cli.config import recipe_path, resolve_config
+        from realsys_cli.config import resolve_config
         from realsys_cli.training import distributed
 
         batch, (side, channels) = BATCH[name], SIDES[name]

@@ -1,3 +1,3 @@
-from realsys_cli.cli import main
+from realsys_cli.launch import main
 
 main()

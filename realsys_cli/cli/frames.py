@@ -76,7 +76,9 @@ def predict_frames(
     with console.held_back():  # the recipe line: not before a bad input's error
         cfg = resolve_frames_config(
             config_file=common.config, set_items=common.set_,
-            options={"dataset": dataset, "model": model, "max_steps": steps, "num_epochs": epochs,
+            # --epochs alone replaces the recipe's step count (max_steps would win over it)
+            options={"dataset": dataset, "model": model, "num_epochs": epochs,
+                     "max_steps": 0 if steps is None and epochs is not None else steps,
                      "batch_size": batch_size, "learning_rate": learning_rate, "loss": loss,
                      "adversarial": adversarial, "seed": common.seed,
                      "tfds_data_dir": opt.path_or_none(common.tfds_data_dir)})
