@@ -166,6 +166,10 @@ class Checkpointer:
         self.workdir = Path(workdir)
         self.read_only = read_only
         self._max_to_keep = max_to_keep
+        if not read_only and jax.process_index() == 0:
+            # What a killed save left, removed now: orbax's own cleanup of it may still be
+            # running when this returns. The workdir's lock keeps every other writer out.
+            self._remove_temporaries()
         self._latest = _manager(self.workdir / "checkpoints", max_to_keep, read_only=read_only)
         self._best = _manager(self.workdir / "best", 1, read_only=read_only)
         self._best_value = float("-inf")
