@@ -45,6 +45,7 @@ log = logging.getLogger("realsys")
 CHECKSUM_KEY = "arrays_checksum"  # meta key: {array path: 16 hex digits}
 METRIC_KEY = "epoch_metric"  # meta key: the end-of-epoch metric of this step, if any
 _TMP_MARK = ".orbax-checkpoint-tmp"
+_REPAIR_MARK = ".realsys-repair-tmp"  # best/'s rebuild in progress (Checkpointer._repair_best)
 
 
 def _manager(directory: Path, max_to_keep: int, *, read_only: bool) -> ocp.CheckpointManager:
@@ -265,7 +266,8 @@ class Checkpointer:
         """Remove what failed saves left; returns their steps."""
         steps = set()
         for sub in ("checkpoints", "best"):
-            for tmp in (self.workdir / sub).glob(f"*{_TMP_MARK}*"):
+            for tmp in [*(self.workdir / sub).glob(f"*{_TMP_MARK}*"),
+                        *(self.workdir / sub).glob(f"*{_REPAIR_MARK}")]:
                 shutil.rmtree(tmp, ignore_errors=True)
                 with contextlib.suppress(ValueError):
                     steps.add(int(tmp.name.split(".")[0]))
@@ -281,7 +283,8 @@ class Checkpointer:
                 continue
             if float(meta[METRIC_KEY]) > self._best_value and step not in self._best.all_steps():
                 directory = self.workdir / "best"
-                staging = directory / f"{step}{_TMP_MARK}-repair"
+                # not orbax's tmp mark: orbax's cleanup, still running, would delete it
+                staging = directory / f"{step}{_REPAIR_MARK}"
                 shutil.rmtree(staging, ignore_errors=True)
                 shutil.copytree(self.workdir / "checkpoints" / str(step), staging)
                 for old in self._best.all_steps():
