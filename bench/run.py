@@ -41,7 +41,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from realsys_cli.launch import tuned_environment  # noqa: E402  (the `realsys` launcher's malloc)
+from realsys_cli.launch import with_malloc_tunables  # noqa: E402  (the `realsys` launcher's)
 
 # peer_torch.py (the shared bench's six workloads) with frames_simvp added to its builders
 PEER = ROOT / "bench" / "peer_torch_simvp.py"
@@ -341,8 +341,7 @@ def main() -> int:
 
     pin, env = [], {}
     if a.malloc == "tuned":  # what a user's `realsys` command runs under, given to both sides
-        env["GLIBC_TUNABLES"] = (tuned_environment(dict(os.environ)) or os.environ).get(
-            "GLIBC_TUNABLES", "")
+        env["GLIBC_TUNABLES"] = with_malloc_tunables(os.environ.get("GLIBC_TUNABLES", ""))
     if a.cpus:
         pin = ["taskset", "-c", a.cpus]
         env["TORCHB_THREADS"] = str(len(os.sched_getaffinity(0) & cpu_list(a.cpus)))
@@ -397,8 +396,8 @@ def main() -> int:
     result = {"started": started, "host": platform.node(), "cpus": os.cpu_count(),
               "load_before": load_before, "load_after": load_after, "rounds": a.rounds,
               "jax_flags": a.jax_flags, "malloc": a.malloc,
-              "glibc_tunables": env.get("GLIBC_TUNABLES"), "cpus_pinned": a.cpus or None, "workers": infos,
-              "workloads": rows}
+              "glibc_tunables": env.get("GLIBC_TUNABLES"), "cpus_pinned": a.cpus or None,
+              "workers": infos, "workloads": rows}
     result["modes"] = modes
     print(json.dumps(result) if a.json else report(result))
     if mismatched:

@@ -33,19 +33,23 @@ MALLOC_TUNABLES = (
 _RELAUNCHED = "_REALSYS_MALLOC_RELAUNCHED"  # set once per launch: never re-executed twice
 
 
-def tuned_environment(environ: dict[str, str]) -> dict[str, str] | None:
-    """`environ` with MALLOC_TUNABLES added to GLIBC_TUNABLES; None if nothing should change.
+def with_malloc_tunables(glibc_tunables: str) -> str:
+    """A GLIBC_TUNABLES value with MALLOC_TUNABLES added; one set already (by name) keeps its
+    value."""
+    current = [t for t in glibc_tunables.split(":") if t]
+    named = {t.split("=")[0] for t in current}
+    return ":".join([*current, *(t for t in MALLOC_TUNABLES if t.split("=")[0] not in named)])
 
-    A tunable the user has set already (by name) keeps the user's value.
-    """
+
+def tuned_environment(environ: dict[str, str]) -> dict[str, str] | None:
+    """`environ` with MALLOC_TUNABLES added to GLIBC_TUNABLES; None if nothing should change."""
     if environ.get("REALSYS_MALLOC_DEFAULTS", "") not in ("", "0") or environ.get(_RELAUNCHED):
         return None
-    current = [t for t in environ.get("GLIBC_TUNABLES", "").split(":") if t]
-    named = {t.split("=")[0] for t in current}
-    missing = [t for t in MALLOC_TUNABLES if t.split("=")[0] not in named]
-    if not missing:
-        return None
-    return dict(environ, GLIBC_TUNABLES=":".join([*current, *missing]), **{_RELAUNCHED: "1"})
+    current = environ.get("GLIBC_TUNABLES", "")
+    tuned = with_malloc_tunables(current)
+    if tuned == ":".join(t for t in current.split(":") if t):
+        return None  # all set already
+    return dict(environ, GLIBC_TUNABLES=tuned, **{_RELAUNCHED: "1"})
 
 
 def relaunch_with_tuned_malloc() -> None:

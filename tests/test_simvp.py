@@ -361,8 +361,8 @@ def test_model_option_and_recipe():
     assert openstl.model == "simvp" and openstl.schedule == "onecycle"
     default = resolve_config(FramesConfig, config_file=configs / "simvp_moving_digits.toml")
     assert default.model == "simvp" and default.schedule == "cosine"
-    # the recipes' model is FramesConfig's SimVP (README and docs/frames.md quote its size)
-    # OpenSTL's recipe keeps FramesConfig's unpatched SimVP; the default patches 2x2 (docs/frames.md)
+    # the sizes README and docs/frames.md quote: OpenSTL's recipe keeps FramesConfig's unpatched
+    # SimVP; the default folds each frame 2x2
     for made, size in ((openstl, 542_529), (FramesConfig(model="simvp"), 542_529),
                        (default, 538_620)):
         assert count_params(nnx.eval_shape(lambda c=made: setup.make_model(c, 1))) == size
