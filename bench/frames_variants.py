@@ -4,7 +4,9 @@
 
 Each variant is the bench's frames_simvp workload (bench/workloads.py: the recipe predict-frames
 picks with no options, built by frames.setup as the command builds it, one random uint8 batch)
-changed by its `--set` items, under the training XLA flags; interleaved rounds of 3 steps
+changed by its `--set` items, under the training XLA flags and the `realsys` launcher's malloc
+tunables (the script executes itself again with them, as the launcher does; REALSYS_MALLOC_DEFAULTS=1
+for glibc's defaults); interleaved rounds of 3 steps
 (bench/interleaved.py). Prints per variant the median seconds a step, steps/s and its speed
 relative to the first variant.
 """
@@ -15,6 +17,10 @@ import json
 import sys
 from pathlib import Path
 from typing import Any
+
+from realsys_cli.launch import relaunch_with_tuned_malloc
+
+relaunch_with_tuned_malloc()  # a user's `realsys predict-frames` runs with them
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import jax_worker  # noqa: E402
