@@ -119,6 +119,20 @@ def test_patched_model_parameter_count_shapes_and_pixel_order():
         _model(patch=0)
 
 
+@pytest.mark.parametrize(("blocks", "latent_px"), [(1, 8), (3, 4)])
+def test_odd_block_counts_stride_every_second_block(blocks, latent_px):
+    """N_S = 1 strides never (patch 2: the latent is the 8x8 cells), N_S = 3 once; the decoder
+    upsamples as often as the encoder strides, so the frames come back at 16x16."""
+    def model():
+        return _model(patch=2, spatial_blocks=blocks)
+
+    latent, skip = nnx.eval_shape(lambda: model().encoder(jnp.zeros((6, 8, 8, 4))))
+    assert latent.shape == (6, latent_px, latent_px, 4) and skip.shape == (6, 8, 8, 4)
+    x = jnp.zeros((2, 3, 16, 16, 1))
+    assert nnx.eval_shape(lambda: model()(x, 3)).shape == (2, 3, 16, 16, 1)
+    assert _cfg(simvp_patch=4, simvp_n_s=blocks).spatial_divisor == 4 * 2 ** (blocks // 2)
+
+
 def test_patched_model_is_causal_and_per_clip():
     model = _model(patch=2)
     observed = jax.random.uniform(jax.random.key(2), (3, 3, 16, 16, 1))
@@ -300,7 +314,7 @@ def test_rollout_feeds_its_own_predictions_back_and_has_the_length_asked():
 # ---------------------------------------------------------------------- config and errors
 @pytest.mark.parametrize(("overrides", "says"), [
     (dict(simvp_hid_s=3), "simvp_hid_s must be even"),
-    (dict(simvp_n_s=3), "simvp_n_s must be even"),
+    (dict(simvp_n_s=0), "simvp_n_s must be at least 1"),
     (dict(simvp_n_t=1), "simvp_n_t must be at least 2"),
     (dict(simvp_kernel=4), "simvp_kernel must be odd"),
     (dict(simvp_mlp_ratio=0.0), "simvp_mlp_ratio must be positive"),

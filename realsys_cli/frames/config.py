@@ -117,8 +117,8 @@ class FramesConfig:
                 raise ValueError(f"{name} must be at least 1")
         if self.simvp_hid_s < 2 or self.simvp_hid_s % 2:
             raise ValueError("simvp_hid_s must be even and at least 2 (GroupNorm of 2 groups)")
-        if self.simvp_n_s < 2 or self.simvp_n_s % 2:
-            raise ValueError("simvp_n_s must be even and at least 2 (every second block strides)")
+        if self.simvp_n_s < 1:
+            raise ValueError("simvp_n_s must be at least 1 (every second block strides)")
         if self.simvp_n_t < 2:
             raise ValueError("simvp_n_t must be at least 2 (the first and the last gSTA block)")
         if self.simvp_kernel % 2 == 0:

@@ -119,7 +119,7 @@ def _samplings(n: int) -> list[bool]:
 
 
 class Encoder(nnx.Module):
-    """Per frame: (N, H, W, C) -> latent (N, H/2^(N_S/2), W/2^(N_S/2), hid), skip (N, H, W, hid)."""
+    """Per frame: (N, H, W, C) -> latent (N, H/2^(N_S//2), W/2^(N_S//2), hid), skip (N, H, W, hid)."""
 
     def __init__(self, cin: int, hid: int, blocks: int, kernel: int, *, rngs: nnx.Rngs) -> None:
         self.blocks = nnx.List([ConvSC(cin if i == 0 else hid, hid, kernel, down=down, rngs=rngs)
@@ -289,7 +289,7 @@ class SimVP(nnx.Module):
         logits = model(observed, horizon=10)   # (B, 10, H, W, C); sigmoid(logits) = the frames
 
     `observed` (B, input_frames, H, W, C) float in [0, 1]; H and W divisible by
-    patch * 2^(spatial_blocks/2). A `horizon` past `future_frames` feeds the predictions back (see
+    patch * 2^(spatial_blocks//2). A `horizon` past `future_frames` feeds the predictions back (see
     `__call__`).
     """
 
