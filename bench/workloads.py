@@ -19,7 +19,7 @@ parameter counts) run through the code a realsys command runs:
   not predict-frames' encoder-forecaster) trained with BCE and training.optim's Adam under one
   jit with the state donated, batch 16.
 - frames_simvp: `realsys predict-frames`' default step (frames.recipes picks simvp_moving_digits:
-  SimVP gSTA, 538,620 parameters, batch 8; frames.setup.make_model / make_steps ->
+  SimVP gSTA, 817,504 parameters, batch 8; frames.setup.make_model / make_steps ->
   FramesSteps.make_train_step): 10 uint8 frames in, MSE on the sigmoid of all 10 future frames,
   Adam 4e-3 with its warmup-cosine schedule and clipping at 1, on 64x64x1 clips. The
   peer is bench/peer_torch_simvp.py's SimVP, the same layers and parameter count.

@@ -42,14 +42,14 @@ def test_every_workload_of_the_driver_has_a_builder():
 @pytest.mark.slow
 def test_the_simvp_workload_is_predict_frames_default_model():
     """bench frames_simvp times the network `realsys predict-frames` trains with no options, at
-    the parameter count of its PyTorch peer (bench/peer_torch_simvp.py's SimVP: 538,620) and
+    the parameter count of its PyTorch peer (bench/peer_torch_simvp.py's SimVP: 817,504) and
     the command's batch."""
     from realsys_cli.frames import setup
     from realsys_cli.frames.recipes import resolve_frames_config
 
     cfg = resolve_frames_config(config_file=None, options={}, set_items=None)
     assert (cfg.model, cfg.recipe) == ("simvp", "simvp_moving_digits")
-    assert count_params(setup.make_model(cfg, channels=1)) == 538_620
+    assert count_params(setup.make_model(cfg, channels=1)) == 817_504
     assert load("workloads").BATCH["frames_simvp"] == cfg.batch_size == 8
     source = (BENCH / "workloads.py").read_text()
     assert "resolve_frames_config(config_file=None" in source

@@ -28,10 +28,12 @@ def test_no_options_trains_the_simvp_recipe_and_says_so(caplog):
     assert ("recipe: simvp_moving_digits (configs/simvp_moving_digits.toml), picked by the "
             "default model, simvp; --config to choose another") in caplog.text
     # the default SimVP is FramesConfig's SimVP: the recipe leaves the ConvLSTM's loss out,
-    # doubles the rate, patches 2x2 (two encoder blocks fewer) and trains 2,200 steps of 8
+    # doubles the rate, patches 4x4 (3 encoder blocks of 16 channels, one strided) and trains
+    # 4,400 steps of 8
     assert cfg == dataclasses.replace(
         FramesConfig(model="simvp"), observed_loss_weight=0.0, learning_rate=4e-3,
-        simvp_patch=2, simvp_n_s=2, batch_size=8, max_steps=2200, recipe="simvp_moving_digits")
+        simvp_patch=4, simvp_n_s=3, simvp_hid_s=16, batch_size=8, max_steps=4400,
+        recipe="simvp_moving_digits")
 
 
 def test_epochs_alone_replace_the_recipes_step_count():
@@ -41,7 +43,7 @@ def test_epochs_alone_replace_the_recipes_step_count():
         cfg = json.loads(result.stdout)
         return cfg["num_epochs"], cfg["max_steps"]
 
-    assert printed() == (1, 2200)
+    assert printed() == (1, 4400)
     assert printed("--epochs", "3") == (3, 0)  # 3 epochs, not the recipe's 2,200 steps
     assert printed("--epochs", "3", "--steps", "10") == (3, 10)  # --steps still wins
     assert printed("--steps", "10") == (1, 10)

@@ -376,9 +376,9 @@ def test_model_option_and_recipe():
     default = resolve_config(FramesConfig, config_file=configs / "simvp_moving_digits.toml")
     assert default.model == "simvp" and default.schedule == "cosine"
     # the sizes README and docs/frames.md quote: OpenSTL's recipe keeps FramesConfig's unpatched
-    # SimVP; the default folds each frame 2x2
+    # SimVP; the default folds each frame 4x4
     for made, size in ((openstl, 542_529), (FramesConfig(model="simvp"), 542_529),
-                       (default, 538_620)):
+                       (default, 817_504)):
         assert count_params(nnx.eval_shape(lambda c=made: setup.make_model(c, 1))) == size
 
 
