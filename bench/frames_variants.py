@@ -5,8 +5,8 @@
 Each variant is the bench's frames_simvp workload (bench/workloads.py: the recipe predict-frames
 picks with no options, built by frames.setup as the command builds it, one random uint8 batch)
 changed by its `--set` items, under the training XLA flags and the `realsys` launcher's malloc
-tunables (the script executes itself again with them, as the launcher does; REALSYS_MALLOC_DEFAULTS=1
-for glibc's defaults); interleaved rounds of 3 steps
+tunables (the script executes itself again with them, as the launcher does;
+REALSYS_MALLOC_DEFAULTS=1 for glibc's defaults); interleaved rounds of 3 steps
 (bench/interleaved.py). Prints per variant the median seconds a step, steps/s and its speed
 relative to the first variant.
 """

@@ -44,7 +44,7 @@ def test_epochs_alone_replace_the_recipes_step_count():
         return cfg["num_epochs"], cfg["max_steps"]
 
     assert printed() == (1, 4400)
-    assert printed("--epochs", "3") == (3, 0)  # 3 epochs, not the recipe's 2,200 steps
+    assert printed("--epochs", "3") == (3, 0)  # 3 epochs, not the recipe's 4,400 steps
     assert printed("--epochs", "3", "--steps", "10") == (3, 10)  # --steps still wins
     assert printed("--steps", "10") == (1, 10)
 

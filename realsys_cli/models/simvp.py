@@ -119,7 +119,8 @@ def _samplings(n: int) -> list[bool]:
 
 
 class Encoder(nnx.Module):
-    """Per frame: (N, H, W, C) -> latent (N, H/2^(N_S//2), W/2^(N_S//2), hid), skip (N, H, W, hid)."""
+    """Per frame: (N, H, W, C) -> latent (N, H/2^(N_S//2), W/2^(N_S//2), hid), and the first
+    block's output, the skip (N, H, W, hid)."""
 
     def __init__(self, cin: int, hid: int, blocks: int, kernel: int, *, rngs: nnx.Rngs) -> None:
         self.blocks = nnx.List([ConvSC(cin if i == 0 else hid, hid, kernel, down=down, rngs=rngs)
