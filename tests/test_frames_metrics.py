@@ -23,6 +23,25 @@ def test_ssim_of_a_frame_with_itself_is_one_and_errors_are_zero():
     np.testing.assert_allclose(scores["psnr"], metrics.PSNR_CAP_DB, rtol=1e-6)
 
 
+def test_the_matrix_blur_gives_dm_pix_own_ssim():
+    """gaussian_blur (two banded matrix products) against dm-pix's default blur, on frames
+    that are not square and have 2 channels, and on a hand-made band."""
+    import dm_pix
+
+    band = metrics.gaussian_band(13)  # (3, 13): three windows of 11 taps
+    assert band.shape == (3, 13)
+    np.testing.assert_allclose(band.sum(1), 1.0, rtol=1e-6)
+    assert band[0, 11:].tolist() == [0.0, 0.0] and band[2, :2].tolist() == [0.0, 0.0]
+    assert band[1, 6] == band.max()  # the centre tap of the middle window
+    rng = np.random.default_rng(3)
+    a = jnp.asarray(rng.uniform(0, 1, (5, 24, 40, 2)), jnp.float32)
+    b = jnp.clip(a + 0.2 * jnp.asarray(rng.standard_normal(a.shape), jnp.float32), 0, 1)
+    ours = dm_pix.ssim(a, b, max_val=1.0, filter_fn=metrics.gaussian_blur)
+    theirs = dm_pix.ssim(a, b, max_val=1.0, filter_size=11, filter_sigma=1.5)
+    assert 0.1 < float(theirs.mean()) < 0.95
+    np.testing.assert_allclose(ours, theirs, atol=1e-6)
+
+
 def test_mse_is_summed_over_pixels_and_averaged_over_frames():
     truth = jnp.zeros((1, 2, 64, 64, 1))
     pred = jnp.full((1, 2, 64, 64, 1), 0.1)
