@@ -198,10 +198,15 @@ def test_pixel_shuffle_orders_channels_as_torch():
     np.testing.assert_array_equal(y[0, :, :, 1], [[4, 5], [6, 7]])
 
 
-# (5, 1) and (7, 3), SimVP's own, take the FFT weight gradient (k*k >= 25); (3, *) the direct
+# (5, 1) and (7, 3), SimVP's own, take the FFT weight gradient (k*k >= 25); (3, *) the direct.
+# Frames smaller than the kernel's reach drop taps (simvp_ops._reachable): 7x7 dilated 3 on
+# 8x8 (the default's latent) and on 7x9 keeps 5x5, on 8x13 5x7 (FFT); 5x5 dilated 3 on 4x16
+# keeps 3x5 (direct); 3x3 dilated 3 on 2x3 keeps the centre alone.
 @pytest.mark.parametrize(("k", "dilation", "shape"),
                          [(3, 1, (2, 7, 9, 5)), (5, 1, (2, 7, 9, 5)), (3, 3, (2, 7, 9, 5)),
-                          (7, 3, (2, 7, 9, 5)), (7, 3, (3, 16, 16, 4)), (5, 1, (1, 4, 4, 3))])
+                          (7, 3, (2, 7, 9, 5)), (7, 3, (3, 16, 16, 4)), (5, 1, (1, 4, 4, 3)),
+                          (7, 3, (2, 8, 8, 6)), (7, 3, (2, 8, 13, 5)), (5, 3, (2, 4, 16, 3)),
+                          (3, 3, (1, 2, 3, 2))])
 def test_depthwise_conv_and_its_gradient_match_lax(k, dilation, shape):
     keys = jax.random.split(jax.random.key(3), 3)
     x = jax.random.normal(keys[0], shape)

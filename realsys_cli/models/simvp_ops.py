@@ -28,33 +28,49 @@ def pixel_shuffle(x: jax.Array, r: int) -> jax.Array:
     return x.reshape(b, h * r, w * r, c)
 
 
-def _taps(x: jax.Array, k: int, dilation: int) -> Iterator[jax.Array]:
-    """The k*k views of x (B, H, W, C) shifted by (i, j) * dilation, row-major in (i, j), each
-    (B, H, W, C), zero-padded as a 'SAME' convolution with an odd kernel pads."""
-    pad = dilation * (k - 1) // 2
+def _taps(x: jax.Array, kh: int, kw: int, dilation: int) -> Iterator[jax.Array]:
+    """The kh*kw views of x (B, H, W, C) shifted by (i, j) * dilation, row-major in (i, j),
+    each (B, H, W, C), zero-padded as a 'SAME' convolution with an odd kernel pads."""
+    ph, pw = dilation * (kh - 1) // 2, dilation * (kw - 1) // 2
     h, w = x.shape[1:3]
-    xp = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
-    for i in range(k):
-        for j in range(k):
+    xp = jnp.pad(x, ((0, 0), (ph, ph), (pw, pw), (0, 0)))
+    for i in range(kh):
+        for j in range(kw):
             yield xp[:, i * dilation : i * dilation + h, j * dilation : j * dilation + w]
 
 
 def _shifted_sum(x: jax.Array, w: jax.Array, dilation: int) -> jax.Array:
     """A depthwise 'SAME' correlation: the sum over taps of x shifted by the tap, times
-    w[i, j]. x (B, H, W, C), w (k, k, C) with k odd -> (B, H, W, C)."""
-    k = w.shape[0]
-    taps = zip(_taps(x, k, dilation), w.reshape(k * k, -1))
+    w[i, j]. x (B, H, W, C), w (kh, kw, C) with kh, kw odd -> (B, H, W, C)."""
+    kh, kw = w.shape[:2]
+    taps = zip(_taps(x, kh, kw, dilation), w.reshape(kh * kw, -1))
     return sum((view * weight for view, weight in taps), jnp.zeros_like(x))
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _reachable(k: int, size: int, dilation: int) -> slice:
+    """The rows (or columns) of a k-tap kernel whose offset (i - k//2) * dilation lands inside
+    a frame `size` pixels long for some output pixel: |offset| < size. The others only ever
+    multiply 'SAME' padding, so dropping them changes neither the output nor any gradient but
+    theirs, which is 0. gSTA's 7x7 dilated 3 on SimVP's 8x8 latent keeps its middle 5x5."""
+    half = min(k // 2, (size - 1) // dilation)
+    return slice(k // 2 - half, k // 2 + half + 1)
+
+
 def depthwise_conv(x: jax.Array, w: jax.Array, dilation: int) -> jax.Array:
     """Depthwise 'SAME' convolution (cross-correlation, as every conv layer), x (B, H, W, C),
     w (k, k, C), k odd -> (B, H, W, C).
 
     Written as k*k shifted multiply-adds with a hand-written gradient: on XLA:CPU a
     `feature_group_count=C` convolution's gradient ran about 50x slower than this (a 3x3 on
-    (16, 16, 16, 640): 0.24 s against 5 ms for the input's gradient, on 2 busy cores)."""
+    (16, 16, 16, 640): 0.24 s against 5 ms for the input's gradient, on 2 busy cores). Taps
+    that fall wholly in the padding are left out (`_reachable`); the slice's own gradient puts
+    their zeros back into d w."""
+    rows, cols = (_reachable(w.shape[a], x.shape[1 + a], dilation) for a in (0, 1))
+    return _depthwise(x, w[rows, cols], dilation)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _depthwise(x: jax.Array, w: jax.Array, dilation: int) -> jax.Array:
     return _shifted_sum(x, w, dilation)
 
 
@@ -65,14 +81,14 @@ def _depthwise_fwd(x: jax.Array, w: jax.Array,
 
 def _depthwise_bwd(dilation: int, residuals: tuple[jax.Array, jax.Array],
                    g: jax.Array) -> tuple[jax.Array, jax.Array]:
-    x, w = residuals  # (B, H, W, C), (k, k, C); g (B, H, W, C)
-    k = w.shape[0]
+    x, w = residuals  # (B, H, W, C), (kh, kw, C); g (B, H, W, C)
+    kh, kw = w.shape[:2]
     # d x: the same correlation of the output's gradient, with the kernel flipped in space
     dx = _shifted_sum(g, w[::-1, ::-1], dilation)
-    if k * k >= FFT_MIN_TAPS:
-        return dx, _weight_grad_fft(x, g, k, dilation).reshape(w.shape)
+    if kh * kw >= FFT_MIN_TAPS:
+        return dx, _weight_grad_fft(x, g, kh, kw, dilation).reshape(w.shape)
     # d w[i, j]: the input shifted by that tap times the output's gradient, summed over B, H, W
-    dw = jnp.stack([(view * g).sum(axis=(0, 1, 2)) for view in _taps(x, k, dilation)])
+    dw = jnp.stack([(view * g).sum(axis=(0, 1, 2)) for view in _taps(x, kh, kw, dilation)])
     return dx, dw.reshape(w.shape)
 
 
@@ -84,8 +100,8 @@ def _depthwise_bwd(dilation: int, residuals: tuple[jax.Array, jax.Array],
 FFT_MIN_TAPS = 25
 
 
-def _weight_grad_fft(x: jax.Array, g: jax.Array, k: int, dilation: int) -> jax.Array:
-    """d w of a depthwise 'SAME' correlation, (k*k, C): tap (i, j) of channel c is the
+def _weight_grad_fft(x: jax.Array, g: jax.Array, kh: int, kw: int, dilation: int) -> jax.Array:
+    """d w of a depthwise 'SAME' correlation, (kh*kw, C): tap (i, j) of channel c is the
     correlation of the padded input with the output's gradient at offset (i, j) * dilation,
     summed over the batch, all offsets at once as a product of 2-D FFTs.
 
@@ -93,17 +109,17 @@ def _weight_grad_fft(x: jax.Array, g: jax.Array, k: int, dilation: int) -> jax.A
     padding is zeros: the indices that wrap land in it), and L >= (k-1)*dilation + 1 holds
     every offset."""
     _, h, w, c = x.shape
-    pad = dilation * (k - 1) // 2
-    span = (k - 1) * dilation + 1
-    size = (max(h + pad, span), max(w + pad, span))
-    xp = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))[:, : size[0], : size[1]]
+    ph, pw = dilation * (kh - 1) // 2, dilation * (kw - 1) // 2
+    span_h, span_w = (kh - 1) * dilation + 1, (kw - 1) * dilation + 1
+    size = (max(h + ph, span_h), max(w + pw, span_w))
+    xp = jnp.pad(x, ((0, 0), (ph, ph), (pw, pw), (0, 0)))[:, : size[0], : size[1]]
     fx = jnp.fft.rfft2(xp.transpose(3, 0, 1, 2), s=size)  # (C, B, L_h, L_w // 2 + 1)
     fg = jnp.fft.rfft2(g.transpose(3, 0, 1, 2), s=size)
     corr = jnp.fft.irfft2((fx * jnp.conj(fg)).sum(axis=1), s=size)  # (C, L_h, L_w)
-    return corr[:, :span:dilation, :span:dilation].reshape(c, k * k).T
+    return corr[:, :span_h:dilation, :span_w:dilation].reshape(c, kh * kw).T
 
 
-depthwise_conv.defvjp(_depthwise_fwd, _depthwise_bwd)
+_depthwise.defvjp(_depthwise_fwd, _depthwise_bwd)
 
 
 def _per_channel(v: jax.Array, per: int) -> jax.Array:
