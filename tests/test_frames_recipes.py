@@ -24,15 +24,15 @@ def test_no_options_trains_the_simvp_recipe_and_says_so(caplog):
     for key, value in read_config_file(recipe_path("simvp_moving_digits")).items():
         assert getattr(cfg, key) == value, key
     assert (cfg.model, cfg.recipe, cfg.observed_loss_weight, cfg.schedule, cfg.learning_rate) == (
-        "simvp", "simvp_moving_digits", 0.0, "cosine", 4e-3)
+        "simvp", "simvp_moving_digits", 0.0, "cosine", 3e-3)
     assert ("recipe: simvp_moving_digits (configs/simvp_moving_digits.toml), picked by the "
             "default model, simvp; --config to choose another") in caplog.text
     # the default SimVP is FramesConfig's SimVP: the recipe leaves the ConvLSTM's loss out,
-    # doubles the rate, patches 4x4 (3 encoder blocks of 16 channels, one strided) and trains
-    # 4,400 steps of 8
+    # raises the rate to 3e-3, patches 4x4 (3 encoder blocks of 16 channels, one strided) and
+    # trains 5,000 steps of 8
     assert cfg == dataclasses.replace(
-        FramesConfig(model="simvp"), observed_loss_weight=0.0, learning_rate=4e-3,
-        simvp_patch=4, simvp_n_s=3, simvp_hid_s=16, batch_size=8, max_steps=4400,
+        FramesConfig(model="simvp"), observed_loss_weight=0.0, learning_rate=3e-3,
+        simvp_patch=4, simvp_n_s=3, simvp_hid_s=16, batch_size=8, max_steps=5000,
         recipe="simvp_moving_digits")
 
 
@@ -43,8 +43,8 @@ def test_epochs_alone_replace_the_recipes_step_count():
         cfg = json.loads(result.stdout)
         return cfg["num_epochs"], cfg["max_steps"]
 
-    assert printed() == (1, 4400)
-    assert printed("--epochs", "3") == (3, 0)  # 3 epochs, not the recipe's 4,400 steps
+    assert printed() == (1, 5000)
+    assert printed("--epochs", "3") == (3, 0)  # 3 epochs, not the recipe's 5,000 steps
     assert printed("--epochs", "3", "--steps", "10") == (3, 10)  # --steps still wins
     assert printed("--steps", "10") == (1, 10)
 
