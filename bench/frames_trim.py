@@ -12,8 +12,6 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 6
-sys.argv = sys.argv[:1]  # frames_variants reads no variants at import
 import frames_variants  # noqa: E402  (relaunches with the launcher's malloc tunables)
 from interleaved import median_step_seconds  # noqa: E402
 
@@ -21,6 +19,7 @@ from realsys_cli.models import simvp_ops  # noqa: E402
 
 
 def main() -> None:
+    rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 6
     trimmed = frames_variants.build({}).run  # traced now, with the trim
     reachable = simvp_ops._reachable
     simvp_ops._reachable = lambda k, size, dilation: slice(0, k)  # every tap
